@@ -33,7 +33,9 @@ from llava_mini.tokenizer import BOS, EOS, IMAGE, PAD, SYSTEM_PROMPT, UNK, encod
 IGNORE_INDEX = -100  # PyTorch cross-entropy's ignore value, LLaVA's IGNORE_INDEX
 ROLES = ("human", "gpt")  # LLaVA's JSON speakers, rendered as USER / ASSISTANT
 
-__all__ = ["SYSTEM_PROMPT", "IGNORE_INDEX", "Sample", "render_chat", "build_chat", "build_plain", "build_prompt", "collate"]
+__all__ = [
+    "SYSTEM_PROMPT", "IGNORE_INDEX", "Sample", "render_chat", "build_chat", "build_plain", "build_prompt", "collate"
+]
 
 
 @dataclass
@@ -51,7 +53,10 @@ def _check_turns(turns: Sequence[Mapping[str, str]]) -> None:
     for i, turn in enumerate(turns):
         expected = ROLES[i % 2]
         if turn.get("from") != expected:
-            raise ValueError(f"turn {i}: expected from={expected!r} (turns alternate human/gpt, starting with human), got {turn.get('from')!r}")
+            raise ValueError(
+                f"turn {i}: expected from={expected!r} (turns alternate human/gpt, starting with human), "
+                f"got {turn.get('from')!r}"
+            )
         value = turn.get("value")
         if not isinstance(value, str) or not value.strip():
             raise ValueError(f"turn {i} ({expected}): expected a non-empty string value, got {value!r}")
@@ -116,7 +121,7 @@ def build_chat(
     """Stage-2 sample: `<s>` + Vicuna-v1 segments; loss on each answer and its `</s>` only."""
     _check_turns(turns)
     if turns[-1]["from"] != "gpt":
-        raise ValueError(f"a training chat must end with a gpt turn, got {len(turns)} turns ending with human (use build_prompt)")
+        raise ValueError(f"a training chat must end with a gpt turn, got {len(turns)} turns ending with human")
     input_ids, labels = [tokenizer.bos_token_id], [IGNORE_INDEX]
     for text, supervised in _segments(turns, system):
         ids = _tokenize(text, tokenizer, num_image_tokens)
@@ -125,7 +130,9 @@ def build_chat(
     return _truncate(Sample(input_ids, labels), tokenizer.convert_tokens_to_ids(IMAGE), max_length)
 
 
-def build_prompt(turns_so_far: Sequence[Mapping[str, str]], tokenizer, num_image_tokens: int, system: str = SYSTEM_PROMPT) -> list[int]:
+def build_prompt(
+    turns_so_far: Sequence[Mapping[str, str]], tokenizer, num_image_tokens: int, system: str = SYSTEM_PROMPT
+) -> list[int]:
     """Generation prompt: `<s>` + the chat up to and including the final " ASSISTANT:" tag."""
     _check_turns(turns_so_far)
     if turns_so_far[-1]["from"] != "human":
@@ -151,7 +158,7 @@ def build_plain(
         turns = caption["conversations"] if isinstance(caption, Mapping) else caption
         _check_turns(turns)
         if len(turns) != 2 or IMAGE not in turns[0]["value"]:
-            raise ValueError(f"plain expects 2 turns with {IMAGE!r} in the human one, got {len(turns)} turns: {turns!r}")
+            raise ValueError(f"plain expects 2 turns with {IMAGE!r} in the human one, got {len(turns)}: {turns!r}")
         caption = turns[1]["value"]
     _check_turns([{"from": "human", "value": IMAGE}, {"from": "gpt", "value": caption}])
     input_ids = [tokenizer.bos_token_id] + _tokenize(IMAGE, tokenizer, num_image_tokens)
@@ -160,7 +167,9 @@ def build_plain(
     return _truncate(sample, tokenizer.convert_tokens_to_ids(IMAGE), max_length)
 
 
-def collate(samples: Sequence[Sample | Sequence[int]], pad_id: int, padding_side: str = "right") -> dict[str, torch.Tensor]:
+def collate(
+    samples: Sequence[Sample | Sequence[int]], pad_id: int, padding_side: str = "right"
+) -> dict[str, torch.Tensor]:
     """Pad a batch to its longest sample: `input_ids`, `attention_mask`, `labels` (B, T) long tensors.
 
     Padding gets attention 0 and label IGNORE_INDEX. Right padding for training (LLaVA's collator);
@@ -173,9 +182,14 @@ def collate(samples: Sequence[Sample | Sequence[int]], pad_id: int, padding_side
         raise ValueError("expected at least one sample, got an empty batch")
     samples = [s if isinstance(s, Sample) else Sample(list(s), [IGNORE_INDEX] * len(s)) for s in samples]
     width = max(len(s.input_ids) for s in samples)
-    batch = {"input_ids": [], "attention_mask": [], "labels": []}
-    for s in samples:
-        n = width - len(s.input_ids)
-        for key, row, fill in (("input_ids", s.input_ids, pad_id), ("attention_mask", [1] * len(s.input_ids), 0), ("labels", s.labels, IGNORE_INDEX)):
-            batch[key].append(row + [fill] * n if padding_side == "right" else [fill] * n + row)
+
+    def pad(row: list[int], fill: int) -> list[int]:
+        fills = [fill] * (width - len(row))
+        return row + fills if padding_side == "right" else fills + row
+
+    batch = {
+        "input_ids": [pad(s.input_ids, pad_id) for s in samples],
+        "attention_mask": [pad([1] * len(s.input_ids), 0) for s in samples],
+        "labels": [pad(s.labels, IGNORE_INDEX) for s in samples],
+    }
     return {key: torch.tensor(rows, dtype=torch.long) for key, rows in batch.items()}  # each (B, T)

@@ -76,7 +76,8 @@ def build_tokenizer(words: Sequence[str] | None = None) -> PreTrainedTokenizerFa
     pattern = re.compile(vocab.TOKEN_PATTERN)
     bad = [w for w in words if w in SPECIAL_TOKENS or not pattern.fullmatch(w)]
     if bad or len(set(words)) != len(words):
-        raise ValueError(f"words must be distinct single tokens of TOKEN_PATTERN, not specials; got {bad or 'duplicates'}")
+        problem = bad or "duplicates"
+        raise ValueError(f"words must be distinct single tokens of TOKEN_PATTERN, not specials; got {problem}")
     tokens = [*SPECIAL_TOKENS, SPACE, *sorted(words), *(SPACE + w for w in sorted(words))]
     backend = Tokenizer(models.WordLevel({t: i for i, t in enumerate(tokens)}, unk_token=UNK))
     backend.normalizer = normalizers.Replace(" ", SPACE)
@@ -121,7 +122,9 @@ def encode(text: str, tokenizer: PreTrainedTokenizerFast | None = None) -> list[
     return encoding.ids
 
 
-def decode(ids: Sequence[int], tokenizer: PreTrainedTokenizerFast | None = None, skip_special_tokens: bool = False) -> str:
+def decode(
+    ids: Sequence[int], tokenizer: PreTrainedTokenizerFast | None = None, skip_special_tokens: bool = False
+) -> str:
     """Text of `ids`, exact: `decode(encode(t)) == t`."""
     tokenizer = tokenizer or load_tokenizer()
     return tokenizer.decode(list(ids), skip_special_tokens=skip_special_tokens, clean_up_tokenization_spaces=False)

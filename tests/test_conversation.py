@@ -59,7 +59,8 @@ def image_positions(sample, tok):
 
 def test_render_chat_layout():
     assert render_chat(TURNS, system="SYS") == (
-        "SYS USER: <image>\nWhat colour is the circle? ASSISTANT: red</s>USER: How many shapes are there? ASSISTANT: two.</s>"
+        "SYS USER: <image>\nWhat colour is the circle? ASSISTANT: red</s>"
+        "USER: How many shapes are there? ASSISTANT: two.</s>"
     )
     assert render_chat(TURNS[:1], system="") == "USER: <image>\nWhat colour is the circle? ASSISTANT:"
     assert render_chat(TURNS).startswith(SYSTEM_PROMPT + " USER: ")
@@ -118,7 +119,7 @@ def test_plain_masks_exactly_bos_and_image_tokens(tok):
     assert build_plain(record["conversations"], tok, N) == sample
 
 
-@pytest.mark.parametrize("bad", [TURNS, [{"from": "human", "value": "Describe this."}, {"from": "gpt", "value": "red"}]])
+@pytest.mark.parametrize("bad", [TURNS, [{"from": "human", "value": "Describe this."}, TURNS[1]]])
 def test_plain_rejects_records_that_are_not_one_image_caption_pair(tok, bad):
     with pytest.raises(ValueError, match="plain expects 2 turns"):
         build_plain(bad, tok, N)

@@ -12,7 +12,7 @@ from llava_mini.tokenizer import SPACE, SYSTEM_PROMPT, build_tokenizer, decode, 
 TEXTS = [
     "red circle: [0.12, 0.40, 0.55, 0.90]",
     "<image>\nWhat colour is the circle?",
-    "A chat between a curious user and an artificial intelligence assistant.\nThe assistant gives helpful, detailed, and polite answers to the user's questions.",
+    SYSTEM_PROMPT.replace(". ", ".\n"),
     "USER: <image>\nHow many shapes are there? ASSISTANT: two.</s>USER: Yes",
     "1.00 0.00; 3 (left)!",
 ]
@@ -26,9 +26,11 @@ def as_messages(turns, system=None):
 
 def test_special_ids_and_word_order():
     tok = build_tokenizer(["red", "blue", "."])
-    assert [tok.pad_token_id, tok.bos_token_id, tok.eos_token_id, tok.unk_token_id, tok.image_token_id] == [0, 1, 2, 3, 4]
+    specials = [tok.pad_token_id, tok.bos_token_id, tok.eos_token_id, tok.unk_token_id, tok.image_token_id]
+    assert specials == [0, 1, 2, 3, 4]
+    words = [".", "blue", "red"]  # sorted
     assert tok.convert_ids_to_tokens(list(range(len(tok)))) == [
-        "<pad>", "<s>", "</s>", "<unk>", "<image>", SPACE, ".", "blue", "red", SPACE + ".", SPACE + "blue", SPACE + "red"
+        "<pad>", "<s>", "</s>", "<unk>", "<image>", SPACE, *words, *(SPACE + w for w in words)
     ]
     assert tok.padding_side == "right" and tok.model_max_length == 512
     assert load_tokenizer().convert_tokens_to_ids(list(vocab.WORDS)) == list(range(6, 6 + len(vocab.WORDS)))
@@ -122,6 +124,9 @@ def test_chat_template_rejects_non_alternating_roles():
         load_tokenizer().apply_chat_template(as_messages(TURNS[1:]), tokenize=False)
 
 
-@pytest.mark.skipif(importlib.util.find_spec("llava_mini.teacher") is None, reason="llava_mini.teacher has not landed yet")
+TEACHER_MISSING = importlib.util.find_spec("llava_mini.teacher") is None
+
+
+@pytest.mark.skipif(TEACHER_MISSING, reason="llava_mini.teacher has not landed yet")
 def test_every_teacher_output_round_trips():
     pytest.fail("write against teacher's API")
