@@ -1,24 +1,27 @@
 """LLaVA's two conversation templates, with ids and labels built by construction.
 
-[paper] §4.2, eq. (2), the training sequence: X_system, then per turn
+LLaVA paper §4.2, eq. (2), the training sequence: X_system, then per turn
 `USER: X_instruct ASSISTANT: X_a <STOP>`; eq. (3): the loss is on X_a and <STOP> only. Our layouts:
 
-- Vicuna-v1 chat (stage 2, `--version v1`): `<s>SYSTEM USER: <image>\\nQ1 ASSISTANT: A1</s>USER: Q2 ASSISTANT: A2</s>`.
+- Vicuna-v1 chat (stage 2, `--version v1`):
+  `<s>SYSTEM USER: <image>\\nQ1 ASSISTANT: A1</s>USER: Q2 ASSISTANT: A2</s>`.
   Supervised: each answer A_t and its `</s>`. Ignored (-100): `<s>`, the system prompt, every `USER: ...`
   span, every ` ASSISTANT:` tag and every image token.
 - `plain` (stage 1, `--version plain`): `<s>` + N image tokens + caption + `</s>`. LLaVA ends the caption
-  with "\\n" and no eos ([ref] §1.7); we end it with `</s>` so that a captioning model can stop generating
-  (the newline is still a token, used by "<image>\\n" in chats). Only `<s>` and the image tokens are -100.
+  with "\\n" and no eos (`train.py::preprocess_plain`); we end it with `</s>` so that a captioning model
+  can stop generating (the newline is still a token, used by "<image>\\n" in chats). Only `<s>` and the
+  image tokens are -100.
 
 LLaVA's `preprocess_v1` renders the whole dialogue, tokenizes it, then re-derives each round's length by
 splitting the string on "</s>" and " ASSISTANT: "; when that arithmetic disagrees with the tokenizer it
-masks the whole sample ("WARNING: tokenization mismatch", [ref] §6.1). Here every segment is tokenized on
-its own and concatenated with its loss flag, so labels are right by construction. Spaces belong to the
-token that follows them (see `tokenizer`): the tag is " ASSISTANT:" and the answer " A1", whose first token
-is "▁A1" - the same tokens the joint tokenization of `render_chat` gives (tested).
+masks the whole sample ("WARNING: tokenization mismatch", haotian-liu/LLaVA#661, #1166). Here every
+segment is tokenized on its own and concatenated with its loss flag, so labels are right by construction.
+Spaces belong to the token that follows them (see `tokenizer`): the tag is " ASSISTANT:" and the answer
+" A1", whose first token is "▁A1" - the same tokens the joint tokenization of `render_chat` gives (tested).
 
 A `<image>` in a human turn is expanded in place to N copies of the `<image>` id, the Hugging Face
-convention ([ref] §4.4): the model overwrites those positions with projected features H_v = W·Z_v.
+convention (transformers' `LlavaProcessor`): the model overwrites those positions with the projected
+features H_v = W·Z_v.
 """
 
 from __future__ import annotations
@@ -99,7 +102,8 @@ def _tokenize(text: str, tokenizer, num_image_tokens: int) -> list[int]:
 
 
 def _truncate(sample: Sample, image_id: int, max_length: int | None) -> Sample:
-    """Cut the tail to `max_length`; refuse to cut image tokens ([ref] §6.2: features/tokens mismatch)."""
+    """Cut the tail to `max_length`, never an image token (cutting one gives transformers#36002's
+    "Image features and image tokens do not match")."""
     if max_length is None or len(sample.input_ids) <= max_length:
         return sample
     if image_id in sample.input_ids[max_length:]:
@@ -173,7 +177,7 @@ def collate(
     """Pad a batch to its longest sample: `input_ids`, `attention_mask`, `labels` (B, T) long tensors.
 
     Padding gets attention 0 and label IGNORE_INDEX. Right padding for training (LLaVA's collator);
-    left padding for batched generation, so every prompt ends at the last position ([ref] §6.10).
+    left padding for batched generation, so every prompt ends at the last position (transformers#28184).
     A bare id list (a `build_prompt` result) counts as a sample with no supervised token.
     """
     if padding_side not in ("left", "right"):

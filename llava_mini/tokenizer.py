@@ -1,6 +1,6 @@
 """The word-level Hugging Face fast tokenizer over ShapesWorld's closed vocabulary.
 
-LLaVA feeds Vicuna's SentencePiece tokenizer the training sequence of [paper] §4.2 (eq. 2):
+LLaVA feeds Vicuna's SentencePiece tokenizer the training sequence of the paper's §4.2 (eq. 2):
 X_system, then per turn `USER: X_instruct ASSISTANT: X_a <STOP>`. Our language is closed (`vocab.WORDS`),
 so a word-level model suffices, but it is a real `transformers` tokenizer (a `tokenizers` `WordLevel`
 model inside `PreTrainedTokenizerFast`): it saves with `save_pretrained` and loads with
@@ -19,8 +19,8 @@ e.g. the one before `<image>` in "USER: <image>", is the lone `▁` token). The 
 own (TOKEN_PATTERN keeps `\\n`): LLaVA's `plain` format and "<image>\\n" in the first user turn need it.
 
 The post-processor prepends `<s>`, as Vicuna's tokenizer does: `tokenizer(text)` gives `[bos, ...]`.
-The chat template is Vicuna-v1's layout ([ref] §1.6) and emits `<s>` itself, because `apply_chat_template`
-tokenizes with `add_special_tokens=False` (the Llama-2 / Mistral convention).
+The chat template is Vicuna-v1's layout (LLaVA `conversation.py::conv_vicuna_v1`) and emits `<s>` itself,
+because `apply_chat_template` tokenizes with `add_special_tokens=False` (the Llama-2 / Mistral convention).
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ SPECIAL_TOKENS = (PAD, BOS, EOS, UNK, IMAGE)  # ids 0..4, in this order
 SPACE = "▁"  # U+2581, SentencePiece's marker for "a space precedes this token"
 MODEL_MAX_LENGTH = 512
 
-# Vicuna-v1's system prompt ([repo] llava/conversation.py::conv_vicuna_v1), X_system of eq. (2).
+# Vicuna-v1's system prompt (LLaVA `llava/conversation.py::conv_vicuna_v1`), X_system of eq. (2).
 SYSTEM_PROMPT = (
     "A chat between a curious user and an artificial intelligence assistant. "
     "The assistant gives helpful, detailed, and polite answers to the user's questions."
@@ -114,7 +114,7 @@ def encode(text: str, tokenizer: PreTrainedTokenizerFast | None = None) -> list[
     Unlike `tokenizer(text)`, an out-of-vocabulary word raises `ValueError` naming it instead of
     silently becoming `<unk>`.
     """
-    tokenizer = tokenizer or load_tokenizer()
+    tokenizer = load_tokenizer() if tokenizer is None else tokenizer
     encoding = tokenizer.backend_tokenizer.encode(text, add_special_tokens=False)
     unknown = [text[a:b].strip() for i, (a, b) in zip(encoding.ids, encoding.offsets) if i == tokenizer.unk_token_id]
     if unknown:
@@ -126,5 +126,5 @@ def decode(
     ids: Sequence[int], tokenizer: PreTrainedTokenizerFast | None = None, skip_special_tokens: bool = False
 ) -> str:
     """Text of `ids`, exact: `decode(encode(t)) == t`."""
-    tokenizer = tokenizer or load_tokenizer()
+    tokenizer = load_tokenizer() if tokenizer is None else tokenizer
     return tokenizer.decode(list(ids), skip_special_tokens=skip_special_tokens, clean_up_tokenization_spaces=False)
