@@ -33,17 +33,12 @@ from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_toke
 from transformers import PreTrainedTokenizerFast
 
 from llava_mini import vocab
+from llava_mini.vocab import SYSTEM_PROMPT  # Vicuna-v1's X_system (LLaVA `conv_vicuna_v1`)
 
 PAD, BOS, EOS, UNK, IMAGE = "<pad>", "<s>", "</s>", "<unk>", "<image>"
 SPECIAL_TOKENS = (PAD, BOS, EOS, UNK, IMAGE)  # ids 0..4, in this order
 SPACE = "▁"  # U+2581, SentencePiece's marker for "a space precedes this token"
 MODEL_MAX_LENGTH = 512
-
-# Vicuna-v1's system prompt (LLaVA `llava/conversation.py::conv_vicuna_v1`), X_system of eq. (2).
-SYSTEM_PROMPT = (
-    "A chat between a curious user and an artificial intelligence assistant. "
-    "The assistant gives helpful, detailed, and polite answers to the user's questions."
-)
 
 # Vicuna-v1 (sep style TWO): "SYSTEM USER: Q1 ASSISTANT: A1</s>USER: Q2 ASSISTANT: A2</s>".
 # `{% generation %}` marks the supervised spans (answer + </s>) for `return_assistant_tokens_mask`.

@@ -13,8 +13,8 @@ TEXTS = [
     "red circle: [0.12, 0.40, 0.55, 0.90]",
     "<image>\nWhat colour is the circle?",
     SYSTEM_PROMPT.replace(". ", ".\n"),
-    "USER: <image>\nHow many shapes are there? ASSISTANT: two.</s>USER: Yes",
-    "1.00 0.00; 3 (left)!",
+    "USER: <image>\nHow many shapes are there? ASSISTANT: two.</s>USER: Is there a red square?",
+    "There are 3 objects in the image. The photo's key features: 0.00, 1.00 and 9.",
 ]
 
 
