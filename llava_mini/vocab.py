@@ -1,0 +1,48 @@
+"""The closed vocabulary of ShapesWorld's language: every token the world, the teacher and the chat
+templates can write, and nothing else.
+
+Real LLaVA inherits Vicuna's 32K-token SentencePiece vocabulary; a toy world needs only a few hundred
+words, so the tokenizer (`llava_mini.tokenizer`) is word-level over `WORDS`, splitting text with
+`TOKEN_PATTERN`. `WORDS` is derived from the templates and word lists of `world` and `teacher`, so a new
+phrasing there cannot silently fall out of the vocabulary.
+
+Text conventions for everything generated: single spaces between tokens, no space before `. , ? : ; ! ]`,
+no space after `[`; questions and the teacher's sentences start with a capital letter, captions and short
+answers are lower-case.
+"""
+
+from __future__ import annotations
+
+import re
+
+from llava_mini import teacher, world
+
+# A token: a decimal number, an integer, a word (with an optional 's-style suffix), a newline, or one
+# punctuation character.
+TOKEN_PATTERN = r"\d+\.\d+|\d+|[A-Za-z]+(?:'[a-z]+)?|\n|[^\sA-Za-z0-9]"
+# Vicuna v1's system prompt and roles, as used by LLaVA's `conv_vicuna_v1` chat template.
+SYSTEM_PROMPT = ("A chat between a curious user and an artificial intelligence assistant. "
+                 "The assistant gives helpful, detailed, and polite answers to the user's questions.")
+ROLES = ("USER", "ASSISTANT")
+
+
+def tokens(text: str) -> list[str]:
+    """Split text into vocabulary tokens with TOKEN_PATTERN (whitespace other than newlines is dropped)."""
+    return re.findall(TOKEN_PATTERN, text)
+
+
+def _words() -> tuple[str, ...]:
+    texts = [re.sub(r"\{\w+\}", " ", t) for t in world.TEMPLATES + teacher.TEMPLATES]  # drop the {slots}
+    texts += [*world.WORDS, *teacher.WORDS, SYSTEM_PROMPT, *ROLES, ":", "\n"]
+    numbers = [f"{i / 100:.2f}" for i in range(101)]  # box coordinates 0.00 ... 1.00
+    digits = [str(i) for i in range(world.N_CELLS + 1)]  # counts 0 ... 9
+    return tuple(sorted({tok for text in texts for tok in tokens(text)} | set(numbers) | set(digits)))
+
+
+WORDS: tuple[str, ...] = _words()
+_KNOWN = frozenset(WORDS)
+
+
+def unknown_words(text: str) -> list[str]:
+    """The tokens of `text` that are not in WORDS, each once, in order of appearance."""
+    return list(dict.fromkeys(tok for tok in tokens(text) if tok not in _KNOWN))
