@@ -55,6 +55,8 @@ def _check_turns(turns: Sequence[Mapping[str, str]]) -> None:
         raise ValueError("expected at least one turn, got an empty conversation")
     for i, turn in enumerate(turns):
         expected = ROLES[i % 2]
+        if not isinstance(turn, Mapping):
+            raise ValueError(f"turn {i}: expected a {{'from': ..., 'value': ...}} dict, got {turn!r}")
         if turn.get("from") != expected:
             raise ValueError(
                 f"turn {i}: expected from={expected!r} (turns alternate human/gpt, starting with human), "

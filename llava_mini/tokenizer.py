@@ -16,7 +16,8 @@ on `▁?` + `vocab.TOKEN_PATTERN`, so a token carries whether a space preceded i
 Llama's "red" vs "▁red"); the decoder turns `▁` back into a space and concatenates. Hence
 `decode(encode(t)) == t` for any text of vocabulary words, whatever its spacing (a space no word follows,
 e.g. the one before `<image>` in "USER: <image>", is the lone `▁` token). The newline is a token of its
-own (TOKEN_PATTERN keeps `\\n`): LLaVA's `plain` format and "<image>\\n" in the first user turn need it.
+own (TOKEN_PATTERN keeps `\\n`): "<image>\\n" heads the first user turn and LLaVA's `plain` format ends a
+caption with "\\n"; ours ends it with `</s>` instead, so that generation can stop (see `conversation`).
 
 The post-processor prepends `<s>`, as Vicuna's tokenizer does: `tokenizer(text)` gives `[bos, ...]`.
 The chat template is Vicuna-v1's layout (LLaVA `conversation.py::conv_vicuna_v1`) and emits `<s>` itself,
@@ -69,7 +70,7 @@ def build_tokenizer(words: Sequence[str] | None = None) -> PreTrainedTokenizerFa
     """Build the tokenizer over `words` (default `vocab.WORDS`), each of which must be one token."""
     words = tuple(vocab.WORDS if words is None else words)
     pattern = re.compile(vocab.TOKEN_PATTERN)
-    bad = [w for w in words if w in SPECIAL_TOKENS or not pattern.fullmatch(w)]
+    bad = [w for w in words if w in (*SPECIAL_TOKENS, SPACE) or not pattern.fullmatch(w)]
     if bad or len(set(words)) != len(words):
         problem = bad or "duplicates"
         raise ValueError(f"words must be distinct single tokens of TOKEN_PATTERN, not specials; got {problem}")

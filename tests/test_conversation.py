@@ -160,6 +160,7 @@ def test_collate_right_and_left_padding(tok):
     [
         ([], "empty conversation"),
         ([{"from": "gpt", "value": "red"}], "starting with human"),
+        ([("human", "<image>\nWhat colour is the circle?")], "dict"),
         ([TURNS[0], TURNS[0]], "alternate"),
         ([TURNS[0], {"from": "gpt", "value": "  "}], "non-empty"),
         ([TURNS[0], {"from": "gpt", "value": "<image> red"}], "cannot contain '<image>'"),

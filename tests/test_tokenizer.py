@@ -36,7 +36,7 @@ def test_special_ids_and_word_order():
     assert load_tokenizer().convert_tokens_to_ids(list(vocab.WORDS)) == list(range(6, 6 + len(vocab.WORDS)))
 
 
-@pytest.mark.parametrize("bad", [["red red"], ["red", "red"], ["<s>"], [" red"]])
+@pytest.mark.parametrize("bad", [["red red"], ["red", "red"], ["<s>"], [" red"], [SPACE]])
 def test_build_rejects_words_that_are_not_single_tokens(bad):
     with pytest.raises(ValueError, match="single tokens"):
         build_tokenizer(bad)
