@@ -176,3 +176,20 @@ def test_invalid_turns_raise(tok, turns, problem):
 def test_oov_word_in_a_turn_raises(tok):
     with pytest.raises(ValueError, match="zebra"):
         build_chat([TURNS[0], {"from": "gpt", "value": "a zebra"}], tok, N)
+
+
+def test_every_exported_record_builds_without_mismatch(tok):
+    """The real data (`data.scene_records`): plain and stage-1 records build as plain samples, the three
+    instruction types as chats whose ids equal the joint tokenization of their rendered text."""
+    from llava_mini import data
+
+    for seed in range(50):
+        records, _ = data.scene_records(seed)
+        for name, batch in records.items():
+            for record in batch:
+                if name in ("stage1", "plain"):
+                    assert build_plain(record, tok, N).labels[: 1 + N] == [IGNORE_INDEX] * (1 + N)
+                    continue
+                sample = build_chat(record["conversations"], tok, N, max_length=tok.model_max_length)
+                text = render_chat(record["conversations"]).replace(IMAGE, IMAGE * N)
+                assert sample.input_ids == tok(text).input_ids
