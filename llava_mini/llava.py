@@ -87,10 +87,10 @@ class LlavaMini(nn.Module):
         """Token embeddings with every image placeholder replaced by its image's H_v: (B, T, lm dim)."""
         embeds = self.lm.embed_tokens(input_ids)  # (B, T, D)
         is_image = input_ids == self.config.image_token_id  # (B, T)
-        n_slots = int(is_image.sum())
         n_img = 0 if pixel_values is None else pixel_values.shape[0]
         per_image = self.num_image_tokens
-        if n_slots != n_img * per_image:
+        # The count check reads a tensor value; under torch.compile it is skipped (as in transformers).
+        if not torch.compiler.is_compiling() and (n_slots := int(is_image.sum())) != n_img * per_image:
             raise ValueError(
                 f"input_ids hold {n_slots} image placeholder tokens (id {self.config.image_token_id}) but "
                 f"{n_img} images were given, which need {n_img} x {per_image} = {n_img * per_image} "
