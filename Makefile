@@ -19,7 +19,7 @@ lab: setup
 	$(BIN)/jupyter lab notebooks/
 
 test: setup
-	$(BIN)/pytest -q
+	$(BIN)/pytest --nbval -q
 
 test-fast: setup
 	$(BIN)/pytest -q -m "not slow" tests/

@@ -24,10 +24,49 @@ def _add_data(sub):
     p.set_defaults(func=run)
 
 
+def _add_course(sub):
+    from pathlib import Path
+
+    p = sub.add_parser("course", help="student notebooks from solutions/, their checks, answer keys")
+    actions = p.add_subparsers(dest="action", required=True)
+    for name, text in (("build", "write notebooks/ from solutions/"),
+                       ("check", "fail if notebooks/ differs from what build writes, or a tag or output is wrong")):
+        a = actions.add_parser(name, help=text)
+        a.add_argument("--solutions", type=Path, default=Path("solutions"), help="default: solutions/")
+        a.add_argument("--notebooks", type=Path, default=Path("notebooks"), help="default: notebooks/")
+    a = actions.add_parser("execute", help="re-run solution notebooks and store their outputs (course environment)")
+    a.add_argument("paths", nargs="*", type=Path, help="default: every solutions/NN_*.ipynb")
+    a = actions.add_parser("add-key", help="add a hashed answer key to a llava_mini/keys/*.json file")
+    a.add_argument("--file", type=Path, required=True, help="e.g. llava_mini/keys/nb04.json")
+    a.add_argument("--kind", choices=("text", "choice", "number"), required=True)
+    a.add_argument("--precision", type=int, default=0, help="decimal places a number answer is rounded to")
+    a.add_argument("question_id")
+    a.add_argument("answer")
+
+    def run(args):
+        from llava_mini import course, keys
+
+        if args.action == "build":
+            print("\n".join(course.build(args.solutions, args.notebooks)))
+        elif args.action == "check":
+            problems = course.check(args.solutions, args.notebooks)
+            if problems:
+                raise ValueError(f"{len(problems)} problem(s):\n" + "\n".join(problems))
+            print(f"{args.notebooks} matches {args.solutions}")
+        elif args.action == "execute":
+            for path in args.paths or sorted(Path("solutions").glob("[0-9][0-9]_*.ipynb")):
+                course.execute_solution(path)
+                print(f"executed {path}")
+        else:
+            keys.add_key(args.file, args.question_id, args.answer, args.kind, precision=args.precision)
+
+    p.set_defaults(func=run)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="llava-mini", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    for add in (_add_data,):
+    for add in (_add_data, _add_course):
         add(sub)
     return parser
 
