@@ -67,6 +67,9 @@ class LlavaOutput:
 
 
 class LlavaMini(nn.Module):
+    """g (`.vision`), W (`.projector`) and f_φ (`.lm`). At the defaults (64-wide 4-layer ViT, 128-wide
+    4-layer LM, vocabulary 300, linear W) they hold 213,632 + 8,320 + 880,768 = 1,102,720 parameters."""
+
     def __init__(self, cfg: LlavaConfig):
         super().__init__()
         self.config = cfg

@@ -5,13 +5,13 @@ Every projector maps Z_v (n_img, N, in_dim) to H_v (n_img, k, out_dim); `num_tok
 tokens k each image then occupies in the LLM's sequence (the model expands `<image>` to that many
 placeholders). Kinds, with their parameter counts (`projector_param_count`):
 
-| kind         | H_v                                          | k        | parameters                                |
-|--------------|----------------------------------------------|----------|-------------------------------------------|
-| `linear`     | W·Z_v + b (LLaVA v1)                          | N        | in·out + out: 4,198,400 for 1024 -> 4096   |
-| `mlp2x_gelu` | W2·GELU(W1·Z_v + b1) + b2 (LLaVA-1.5)         | N        | + out·out + out: 20,979,712 (7B)          |
-| `resampler`  | k learned queries cross-attending to Z_v      | k        | k·out + in·out + 4·out² + 9·out           |
-| `cls`        | W·(CLS token) + b                             | 1        | in·out + out                              |
-| `mean`       | W·mean(Z_v over tokens) + b                   | 1        | in·out + out                              |
+| kind         | H_v                                   | k | parameters                                  |
+|--------------|---------------------------------------|---|---------------------------------------------|
+| `linear`     | W·Z_v + b (LLaVA v1)                  | N | in·out + out (1024 -> 4096: 4,198,400)      |
+| `mlp2x_gelu` | W2·GELU(W1·Z_v + b1) + b2 (LLaVA-1.5) | N | linear + out·out + out (7B: 20,979,712)     |
+| `resampler`  | k learned queries attend to Z_v       | k | k·out + in·out + 4·out² + 9·out             |
+| `cls`        | W·(CLS token) + b                     | 1 | in·out + out                                |
+| `mean`       | W·mean(Z_v over its tokens) + b       | 1 | in·out + out                                |
 
 `cls` and `mean` are the *pooling baselines*: one token per image, the information bottleneck of
 "one global image vector" designs. LLaVA itself keeps every patch token. `cls` needs the CLS token in

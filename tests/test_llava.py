@@ -95,7 +95,8 @@ def test_mixed_batch_gives_each_sample_its_own_loss():
 def test_gradient_accumulation_equals_one_big_batch():
     torch.manual_seed(0)
     model = LlavaMini(tiny_config()).train()
-    rows = [sample("img", 3, 4, 5), sample("img", 6, 7, 8, 9, 10, 11), sample("img", 12), sample("img", 13, 14, 15, 16)]
+    rows = [sample("img", 3, 4, 5), sample("img", 6, 7, 8, 9, 10, 11)]  # micro-batch 1
+    rows += [sample("img", 12), sample("img", 13, 14, 15, 16)]  # micro-batch 2
     labels = [[-100] * 4 + r[4:] for r in rows]
     pix = images(4)
 

@@ -179,7 +179,8 @@ def test_sampling_is_seeded_and_top_k_restricts():
     prompt = torch.randint(0, 50, (2, 4))
 
     def sample(seed, **kw):
-        return model.generate(prompt, max_new_tokens=20, do_sample=True, generator=torch.Generator().manual_seed(seed), **kw)
+        gen = torch.Generator().manual_seed(seed)
+        return model.generate(prompt, max_new_tokens=20, do_sample=True, generator=gen, **kw)
 
     assert torch.equal(sample(0), sample(0))
     assert not torch.equal(sample(0, temperature=5.0), sample(1, temperature=5.0))
@@ -193,7 +194,9 @@ def test_loss_normalisation():
     labels = torch.tensor([[-100, 3, 4, -100, -100], [-100, -100, 1, 2, 3]])
     loss, n = causal_lm_loss(logits, labels)
     assert int(n) == 5
-    per_token = nn.functional.cross_entropy(logits[:, :-1].reshape(-1, 11), labels[:, 1:].reshape(-1), reduction="none")
+    per_token = nn.functional.cross_entropy(
+        logits[:, :-1].reshape(-1, 11), labels[:, 1:].reshape(-1), reduction="none"
+    )
     torch.testing.assert_close(loss, per_token.sum() / 5)
     torch.testing.assert_close(causal_lm_loss(logits, labels, num_items_in_batch=20)[0], per_token.sum() / 20)
     empty, n0 = causal_lm_loss(logits, torch.full_like(labels, -100))
