@@ -25,7 +25,8 @@ from llava_mini.world import SymbolicContext
 BRIEF_INSTRUCTIONS = (  # LLaVA Table 11
     "Describe the image concisely.", "Provide a brief description of the given image.",
     "Offer a succinct explanation of the picture presented.", "Summarize the visual content of the image.",
-    "Give a short and clear explanation of the subsequent image.", "Share a concise interpretation of the image provided.",
+    "Give a short and clear explanation of the subsequent image.",
+    "Share a concise interpretation of the image provided.",
     "Present a compact description of the photo's key features.", "Relay a brief, clear account of the picture shown.",
     "Render a clear and concise summary of the photo.", "Write a terse but informative summary of the picture.",
 )
@@ -51,7 +52,8 @@ T = {  # every other phrasing the teacher writes; {slots} are filled with world 
     "count_rel": "How many objects are {rel} the {b}?", "rel_yes": "The {full} is {rel} it.",
     "rel_no": "The {full} is not {rel} it.", "none_other": "There are no other objects",
     "total_one": "In total, 1 object is {rel} it", "total": "In total, {k} objects are {rel} it",
-    "neither": "The {full} is neither {colour} nor a {shape}.", "shape_only": "The {full} is a {shape} but not {colour}.",
+    "neither": "The {full} is neither {colour} nor a {shape}.",
+    "shape_only": "The {full} is a {shape} but not {colour}.",
     "colour_only": "The {full} is {colour} but not a {shape}.", "both": "The {full} is a {colour} {shape}.",
     "found": "There is a {colour} {shape}", "not_found": "No object is a {colour} {shape}",
 }
@@ -209,7 +211,8 @@ def _fake(things, rng) -> Thing:
     preferring shapes that co-occur (`world.COOCCURRING`) with a shape that is there (as POPE finds)."""
     combos, shapes = {(t.colour, t.shape) for t in things}, {t.shape for t in things}
     partners = [b for pair in world.COOCCURRING for a, b in (pair, pair[::-1]) if a in shapes]
-    absent = [[(c, s) for s in pool for c in world.COLOURS if (c, s) not in combos] for pool in (partners, world.SHAPES)]
+    absent = [[(c, s) for s in pool for c in world.COLOURS if (c, s) not in combos]
+              for pool in (partners, world.SHAPES)]
     colour, shape = _pick(rng, absent[0] or absent[1])
     taken = {(t.row, t.col) for t in things}
     cell = _pick(rng, [cell for cell in range(world.N_CELLS) if divmod(cell, 3) not in taken])
@@ -268,8 +271,8 @@ def _reason_existence(things, rng):
     """Check each object for both attributes: the binding that a conjunction foil tests."""
     colour, shape, _ = _existence(things, rng, 0.5)
     verdicts = ("neither", "shape_only", "colour_only", "both")
-    facts = [T[verdicts[2 * (t.colour == colour) + (t.shape == shape)]].format(full=_full(t), colour=colour, shape=shape)
-             for t in things]
+    facts = [T[verdicts[2 * (t.colour == colour) + (t.shape == shape)]].format(full=_full(t), colour=colour,
+                                                                                shape=shape) for t in things]
     hit = any((t.colour, t.shape) == (colour, shape) for t in things)
     reason = T["found" if hit else "not_found"].format(colour=colour, shape=shape)
     return T["existence"].format(colour=colour, shape=shape), _steps(facts, reason, "yes" if hit else "no")

@@ -108,6 +108,9 @@ def place(spec, cell: int, rng: np.random.Generator) -> Object:
     """A (colour, shape, size) object in cell 0..8 (row-major), its size and position jittered inside the cell.
 
     Column (or row) k spans hundredths ceil(100k/3)..floor(100(k+1)/3) of the image side."""
+    _check_spec(spec, "place")
+    if not 0 <= cell < N_CELLS:
+        raise ValueError(f"cell must be 0..{N_CELLS - 1} (row-major over the 3x3 grid); got {cell}")
     colour, shape, size = spec
     side = int(rng.integers(EXTENT[size][0], EXTENT[size][1] + 1))
     row, col = divmod(cell, 3)

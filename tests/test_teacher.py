@@ -128,9 +128,9 @@ def check_reasoning(question: str, text: str, objects) -> str:
     else:
         c_s = re.fullmatch(r"Is there a (\w+) (\w+)\?", question)
         present = c_s and any((o.colour, o.shape) == c_s.groups() for o in objects)
-        assert reason in {"A large object is larger than a small one",
-                          "There are no other objects" if len(objects) == 1 else None,
-                          c_s and ("There is a {} {}" if present else "No object is a {} {}").format(*c_s.groups())}, reason
+        found = c_s and ("There is a {} {}" if present else "No object is a {} {}").format(*c_s.groups())
+        alone = "There are no other objects" if len(objects) == 1 else None
+        assert reason in {"A large object is larger than a small one", alone, found}, reason
     return answer
 
 
