@@ -309,13 +309,16 @@ class Teacher:
         return Sample("brief", ((_pick(rng, BRIEF_INSTRUCTIONS), _pick(rng, context.captions)),))
 
     def conversation(self, context: SymbolicContext, rng: np.random.Generator) -> Sample:
-        """2..max_turns distinct questions of random categories, each with a short definite answer."""
+        """2..max_turns distinct questions of random categories, each with a short definite answer (LLaVA's
+        conversation type asks only questions with definite answers)."""
         things, found = read(context), {}
         n_turns = int(rng.integers(2, self.max_turns + 1))
-        while len(found) < n_turns:  # ends: every scene has more than max_turns distinct count questions
+        for _ in range(20 * n_turns):  # a scene has over a dozen distinct count questions alone
             qa = _ask(_pick(rng, CATEGORIES), things, rng, self.yes_ratio)
             if qa is not None:
                 found.setdefault(qa.question, (qa.question, qa.answer))
+            if len(found) == n_turns:
+                break
         turns, injected = list(found.values()), None
         if rng.random() < self.hallucination:
             fake = _fake(things, rng)
