@@ -38,6 +38,33 @@ def _cell(source, *tags):
     return cell
 
 
+# --- environment -----------------------------------------------------------------------------------
+
+def test_course_env_unsets_mplbackend_so_kernels_draw_inline():
+    env = {"MPLBACKEND": "Agg", "OMP_NUM_THREADS": "8"}
+    course.apply_env(env)
+    assert "MPLBACKEND" not in env and env["OMP_NUM_THREADS"] == "2" and env["PYTHONHASHSEED"] == "0"
+
+
+def test_setup_notebook_fixes_threads_seeds_determinism_and_prints_nothing(capsys):
+    import matplotlib
+    import torch
+
+    threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
+    try:
+        with matplotlib.rc_context():
+            course.setup_notebook(seed=3)
+            first = torch.rand(3)
+            course.setup_notebook(seed=3)
+            assert torch.equal(first, torch.rand(3)) and matplotlib.rcParams["figure.dpi"] == 80
+        assert torch.get_num_threads() == 2 and torch.are_deterministic_algorithms_enabled()
+    finally:
+        torch.set_num_threads(threads)
+        torch.use_deterministic_algorithms(deterministic)
+        torch.set_printoptions(profile="default")
+    assert capsys.readouterr().out == ""
+
+
 # --- stubs -----------------------------------------------------------------------------------------
 
 def test_stub_keeps_indent_and_removes_the_solution():
