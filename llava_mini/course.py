@@ -16,8 +16,6 @@ import re
 import subprocess
 from pathlib import Path
 
-import nbformat
-
 BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
 STUB = ("# YOUR CODE HERE", "raise NotImplementedError()")
 NOTEBOOK_NAME = re.compile(r"^\d\d_[a-z0-9_]+\.ipynb$")
@@ -49,8 +47,10 @@ def apply_env(environ) -> None:
 def setup_notebook(seed: int = 0) -> None:
     """First call of every notebook: 2 threads, seeds, deterministic algorithms, matplotlib defaults.
 
-    Prints nothing. The thread count is part of the result: stored outputs are made with 2 threads. On a
-    GPU an op without a deterministic kernel warns instead of failing (on CPU none was found to lack one).
+    Prints nothing. The thread count is part of the result: stored outputs are made with 2 threads.
+    Strict determinism also on a GPU: measured on an H100, embedding, linear, causal SDPA (fp32 and bf16),
+    cross-entropy, AdamW, index_add_, scatter_add_ and cumsum all ran, repeatably; with warn_only SDPA
+    would fall back to a non-deterministic kernel instead.
     """
     import random
 
@@ -63,7 +63,7 @@ def setup_notebook(seed: int = 0) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-    torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.use_deterministic_algorithms(True)
     torch.backends.cudnn.benchmark = False
     torch.set_printoptions(precision=4, sci_mode=False)
     matplotlib.rcParams.update({"figure.figsize": (6.0, 4.0), "figure.dpi": 80, "font.size": 10})
@@ -212,11 +212,15 @@ def student_copy(nb, name: str = "notebook"):
 
 def dumps(nb) -> str:
     """Deterministic notebook JSON: nbformat's sorted keys and indent, one trailing newline."""
+    import nbformat  # lazily, like every tool here: notebooks import setup_notebook from this module
+
     return nbformat.writes(nb, version=nbformat.NO_CONVERT).rstrip("\n") + "\n"
 
 
 def read(path: Path):
     """A notebook as stored (no nbformat version conversion)."""
+    import nbformat
+
     return nbformat.read(str(path), as_version=nbformat.NO_CONVERT)
 
 
