@@ -187,3 +187,69 @@ def test_linear_projector_composes_a_non_identity_linear_2():
     z = torch.randn(3, 8)
     two = (z @ state["linear_1.weight"].T + state["linear_1.bias"]) @ state["linear_2.weight"].T + state["linear_2.bias"]
     torch.testing.assert_close(z @ w["weight"].T + w["bias"], two)
+
+
+def bpe_tokenizer(kind: str, specials=("<pad>", "<s>", "</s>", "<unk>", "<image>"), eos: str = "</s>"):
+    """A small BPE trained offline on llava-mini's chats: "metaspace" marks a preceding space with "▁" and
+    prefixes the first word with one, as Llama's SentencePiece does; "bytelevel" is GPT-2's byte-level BPE."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    backend = Tokenizer(models.BPE(unk_token="<unk>"))
+    if kind == "metaspace":
+        backend.pre_tokenizer = pre_tokenizers.Metaspace(prepend_scheme="first")
+        backend.decoder, alphabet = decoders.Metaspace(prepend_scheme="first"), []
+    else:
+        backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+        backend.decoder, alphabet = decoders.ByteLevel(), pre_tokenizers.ByteLevel.alphabet()
+    corpus = [render_chat(chat) for chat in (CHAT, SHORT, *hf.SAMPLE_CHATS)]
+    corpus += [caption for s in range(20) for caption in world.symbolic_context(world.sample_scene(s)).captions]
+    trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=list(specials), initial_alphabet=alphabet,
+                                  show_progress=False)
+    backend.train_from_iterator(corpus, trainer)
+    return transformers.PreTrainedTokenizerFast(tokenizer_object=backend, pad_token="<pad>", bos_token="<s>",
+                                                eos_token=eos, unk_token="<unk>")
+
+
+def test_tokenizer_check_passes_or_refuses():
+    hf.check_tokenizer(TOK)  # word-level, the space belongs to the next word: segments = joint
+    hf.check_tokenizer(bpe_tokenizer("bytelevel"))  # GPT-2's pre-tokenizer splits at every space anyway
+    # Llama-style: a segment encoded alone gets the "▁" that a text start gets, so "</s>" + "USER:" differs.
+    with pytest.raises(ValueError, match=r"tokenizer refused.*position \d+.*'▁USER:'.*vs joint.*'USER:'"):
+        hf.check_tokenizer(bpe_tokenizer("metaspace"))
+    with pytest.raises(ValueError, match="'</s>' must be the single token 4"):  # the end token is "<eos>"
+        hf.check_tokenizer(bpe_tokenizer("bytelevel", ("<pad>", "<s>", "<unk>", "<image>", "<eos>"), eos="<eos>"))
+
+
+def test_from_pretrained_parts(tmp_path):
+    """A CLIP ViT and a Llama saved separately (the user's real CLIP and Vicuna on disk, in miniature)."""
+    torch.manual_seed(0)
+    clip = transformers.CLIPVisionModel(transformers.CLIPVisionConfig(
+        hidden_size=32, intermediate_size=64, num_hidden_layers=3, num_attention_heads=4, image_size=32,
+        patch_size=8, hidden_act="gelu", layer_norm_eps=1e-6)).eval()
+    tokenizer = bpe_tokenizer("bytelevel", specials=("<pad>", "<s>", "</s>", "<unk>"))  # no <image> yet
+    llama = transformers.LlamaForCausalLM(transformers.LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=64, intermediate_size=96, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=1, rope_parameters={"rope_type": "default", "rope_theta": 250.0}, rms_norm_eps=1e-5,
+        max_position_embeddings=128, tie_word_embeddings=True, bos_token_id=1, eos_token_id=2)).eval()
+    clip.save_pretrained(tmp_path / "clip")
+    llama.save_pretrained(tmp_path / "llama")
+    tokenizer.save_pretrained(tmp_path / "llama")
+
+    model, tok = hf.from_pretrained_parts(tmp_path / "clip", tmp_path / "llama", projector="mlp2x_gelu",
+                                          feature_layer=-1, select="full")
+    v, lm = model.config.vision, model.config.lm
+    assert (v.act, v.eps, v.select, v.feature_layer, model.num_image_tokens) == ("gelu", 1e-6, "cls_patch", -1, 17)
+    assert (lm.kv_heads, lm.rope_theta, lm.norm_eps, lm.max_seq_len) == (1, 250.0, 1e-5, 128)
+    image_id = tok.convert_tokens_to_ids("<image>")  # added after the vocabulary: one new row, the mean
+    assert image_id == len(tokenizer) == model.config.image_token_id and lm.vocab_size == image_id + 1
+    embed = llama.model.embed_tokens.weight
+    torch.testing.assert_close(model.lm.embed_tokens.weight[image_id], embed.mean(0))
+    torch.testing.assert_close(model.lm.lm_head.weight, model.lm.embed_tokens.weight)  # tied -> copied
+    x, ids = torch.randn(2, 3, 32, 32), torch.randint(0, len(tokenizer), (2, 9))
+    with torch.no_grad():
+        torch.testing.assert_close(model.vision.features(x), clip(x, output_hidden_states=True).hidden_states[-1])
+        torch.testing.assert_close(model.lm(ids).logits[..., :-1], llama(ids).logits, atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="tokenizer refused"):
+        hf.from_pretrained_parts(tmp_path / "clip", tmp_path / "llama", tokenizer=bpe_tokenizer("metaspace"))
+    with pytest.raises(ValueError, match="CLIP ViT"):
+        hf.from_pretrained_parts(tmp_path / "llama", tmp_path / "llama")

@@ -5,12 +5,8 @@ import pytest
 import torch
 from torch import nn
 
+from llava_mini.hf import lm_to_hf
 from llava_mini.lm import LanguageModel, LMConfig, attention_mask_4d, causal_lm_loss
-
-
-def lm_to_hf(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Our LanguageModel state dict -> LlamaForCausalLM's: everything but lm_head lives under `model.`."""
-    return {(k if k.startswith("lm_head.") else "model." + k): v for k, v in state.items()}
 
 
 def hf_llama(cfg: LMConfig):

@@ -4,26 +4,8 @@ import pytest
 import torch
 from torch import nn
 
+from llava_mini.hf import vision_to_hf
 from llava_mini.vision import PatchEmbedding, VisionConfig, VisionTower
-
-
-def vision_to_hf(state: dict[str, torch.Tensor], cfg: VisionConfig) -> dict[str, torch.Tensor]:
-    """Our VisionTower state dict -> CLIPVisionModel's (transformers 5.24 keys)."""
-    out = {}
-    for key, value in state.items():
-        if key == "patch_embedding.proj.weight":  # (D, 3·p·p) -> Conv2d (D, 3, p, p)
-            out["embeddings.patch_embedding.weight"] = value.reshape(
-                cfg.width, cfg.channels, cfg.patch_size, cfg.patch_size
-            )
-        elif key == "class_embedding":
-            out["embeddings.class_embedding"] = value
-        elif key == "position_embedding":
-            out["embeddings.position_embedding.weight"] = value
-        elif key.startswith("layers."):
-            out["encoder." + key] = value
-        else:  # pre_layrnorm, post_layernorm
-            out[key] = value
-    return out
 
 
 def hf_clip(cfg: VisionConfig):
