@@ -9,15 +9,19 @@ What maps onto what (LLAVA_FACTS §4):
 | W, linear                    | `LlavaMultiModalProjector`, act "linear", linear_2 = (I, 0)           |
 | W, mlp2x_gelu                | `LlavaMultiModalProjector`, act "gelu" (erf)                          |
 | f_φ = `LanguageModel`        | `LlamaForCausalLM` (`text_config`, untied lm_head)                    |
-| N copies of `<image>`        | `LlavaProcessor`: one `<image>` -> (H/p)·(W/p) + 1 (CLS) - 1 ("default") |
+| N copies of `<image>`        | `LlavaProcessor`: one `<image>` -> N tokens (see `hf_processor`)      |
 
-`export_hf` writes config.json and model.safetensors in the *legacy* key layout (`vision_tower.vision_model.*`,
-`multi_modal_projector.*`, `language_model.model.*`, `language_model.lm_head.weight`), which transformers
-4.5x and 5.x both load, plus the processor (our tokenizer, a `CLIPImageProcessor` that only rescales and
-normalises, the Vicuna-v1 chat template) and generation_config.json. `import_hf` reads such a model back;
-`from_pretrained_parts` builds a LlavaMini from separate CLIP-vision and Llama checkpoints. Both refuse what
-LlavaMini cannot represent, and any tokenizer for which segment-by-segment ids (how `conversation` builds
-labels) differ from the joint tokenization of the rendered chat: LLaVA's "tokenization mismatch".
+`export_hf` writes config.json and model.safetensors (float32) in the *legacy* key layout
+(`vision_tower.vision_model.*`, `multi_modal_projector.*`, `language_model.model.*`,
+`language_model.lm_head.weight`), which transformers 4.5x and 5.x both load (5.x's own layout loads in 4.57
+with a silently re-initialised vision tower), plus the processor (`hf_processor`) and generation_config.json.
+`import_hf` reads such a model back; `from_pretrained_parts` builds a LlavaMini from separate CLIP-vision and
+Llama checkpoints. Both refuse what LlavaMini cannot represent, and any tokenizer for which segment-by-segment
+ids (how `conversation` builds labels) differ from the joint tokenization of the rendered chat
+(`hf_processor.check_tokenizer`): the source of LLaVA's "tokenization mismatch".
+
+On the same weights LlavaMini and transformers agree to float32 rounding (|Δlogit| ~ 2e-6), and exactly in
+float64: the differences are the order of float32 operations, not the computation.
 """
 
 from __future__ import annotations
@@ -29,93 +33,35 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
-from llava_mini.conversation import build_chat, render_chat
+from llava_mini.hf_processor import SELECT_TO_HF, build_processor, check_tokenizer
 from llava_mini.llava import LlavaConfig, LlavaMini
 from llava_mini.lm import LMConfig
-from llava_mini.tokenizer import EOS, IMAGE, SYSTEM_PROMPT, encode
+from llava_mini.tokenizer import IMAGE
 from llava_mini.vision import VisionConfig
-from llava_mini.world import PIXEL_MEAN, PIXEL_STD
-
-SELECT_TO_HF = {"patch": "default", "cls_patch": "full"}
-
-# The processor's template: llava-mini's Vicuna-v1 layout (tokenizer.CHAT_TEMPLATE) without `<s>`, which the
-# tokenizer adds when the processor tokenizes the prompt. Content is a string or a list of {"type": "image"}
-# and {"type": "text", "text": ...} items, joined by "\n": [image, text] renders as "<image>\nQ", as in LLaVA.
-CHAT_TEMPLATE = (
-    "{%- macro render(content) -%}"
-    "{%- if content is string -%}{{- content -}}{%- else -%}"
-    "{%- for item in content -%}"
-    "{{- '\\n' if not loop.first else '' -}}"
-    "{{- '" + IMAGE + "' if item['type'] == 'image' else item['text'] -}}"
-    "{%- endfor -%}{%- endif -%}"
-    "{%- endmacro -%}"
-    "{%- if messages and messages[0]['role'] == 'system' -%}"
-    "{%- set system = render(messages[0]['content']) -%}{%- set loop_messages = messages[1:] -%}"
-    "{%- else -%}"
-    "{%- set system = '" + SYSTEM_PROMPT.replace("'", "\\'") + "' -%}{%- set loop_messages = messages -%}"
-    "{%- endif -%}"
-    "{{- system -}}"
-    "{%- for message in loop_messages -%}"
-    "{%- if (message['role'] == 'user') != (loop.index0 % 2 == 0) -%}"
-    "{{- raise_exception('roles must alternate user/assistant, starting with user') -}}"
-    "{%- endif -%}"
-    "{%- if message['role'] == 'user' -%}"
-    "{{- (' ' if loop.first and system else '') + 'USER: ' + render(message['content']) -}}"
-    "{%- else -%}"
-    "{{- ' ASSISTANT:' -}}"
-    "{%- generation -%}{{- ' ' + render(message['content']) + eos_token -}}{%- endgeneration -%}"
-    "{%- endif -%}"
-    "{%- endfor -%}"
-    "{%- if add_generation_prompt -%}{{- ' ASSISTANT:' -}}{%- endif -%}"
-)
-
-# Chats for the segment-vs-joint tokenization check: every segment boundary of the Vicuna-v1 layout.
-SAMPLE_CHATS = (
-    [{"from": "human", "value": "<image>\nWhat colour is the circle?"}, {"from": "gpt", "value": "The circle is red."}],
-    [
-        {"from": "human", "value": "What is in the image?\n<image>"},
-        {"from": "gpt", "value": "There are two shapes: a red circle and a blue square."},
-        {"from": "human", "value": "Where is the square?"},
-        {"from": "gpt", "value": "The square is in the top left."},
-    ],
-)
-
 
 # ---- weights: our state dicts <-> transformers' -------------------------------------------------------------
 
+# Our VisionTower keys -> CLIPVisionModel's (5.x: no `vision_model.` level); the encoder blocks add "encoder.".
+VISION_KEYS = {"patch_embedding.proj.weight": "embeddings.patch_embedding.weight",
+               "class_embedding": "embeddings.class_embedding",
+               "position_embedding": "embeddings.position_embedding.weight"}
+
 
 def vision_to_hf(state: dict[str, torch.Tensor], cfg: VisionConfig) -> dict[str, torch.Tensor]:
-    """Our VisionTower state dict -> CLIPVisionModel's (transformers 5.x keys, no `vision_model.` level)."""
-    out = {}
-    for key, value in state.items():
-        if key == "patch_embedding.proj.weight":  # (D, 3·p·p) -> Conv2d (D, 3, p, p)
-            out["embeddings.patch_embedding.weight"] = value.reshape(
-                cfg.width, cfg.channels, cfg.patch_size, cfg.patch_size
-            )
-        elif key == "class_embedding":
-            out["embeddings.class_embedding"] = value
-        elif key == "position_embedding":
-            out["embeddings.position_embedding.weight"] = value
-        elif key.startswith("layers."):
-            out["encoder." + key] = value
-        else:  # pre_layrnorm, post_layernorm
-            out[key] = value
+    """Our VisionTower state dict -> CLIPVisionModel's; the patch projection becomes the Conv2d it is."""
+    out = {VISION_KEYS.get(k, "encoder." + k if k.startswith("layers.") else k): v for k, v in state.items()}
+    conv = "embeddings.patch_embedding.weight"
+    out[conv] = out[conv].reshape(cfg.width, cfg.channels, cfg.patch_size, cfg.patch_size)  # (D, 3, p, p)
     return out
 
 
 def vision_from_hf(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """CLIPVisionModel's state dict (with or without the 4.x `vision_model.` level) -> our VisionTower's."""
-    out = {}
-    for key, value in state.items():
-        key = key.removeprefix("vision_model.")
-        if key == "embeddings.patch_embedding.weight":  # Conv2d (D, 3, p, p) -> (D, 3·p·p)
-            out["patch_embedding.proj.weight"] = value.flatten(1)
-        elif key in ("embeddings.class_embedding", "embeddings.position_embedding.weight"):
-            out[key.split(".")[1]] = value
-        elif key.startswith("encoder."):
-            out[key.removeprefix("encoder.")] = value
-        elif key != "embeddings.position_ids":  # a buffer (arange), not a weight
-            out[key] = value
+    ours = {v: k for k, v in VISION_KEYS.items()}
+    state = {k.removeprefix("vision_model."): v for k, v in state.items()}
+    state.pop("embeddings.position_ids", None)  # a buffer (arange), not a weight
+    out = {ours.get(k, k.removeprefix("encoder.")): v for k, v in state.items()}
+    out["patch_embedding.proj.weight"] = out["patch_embedding.proj.weight"].flatten(1)  # (D, 3·p·p)
     return out
 
 
@@ -139,7 +85,8 @@ def projector_to_hf(model: LlavaMini) -> tuple[str, dict[str, torch.Tensor]]:
         return "linear", {"linear_1.weight": state["weight"], "linear_1.bias": state["bias"],
                           "linear_2.weight": eye, "linear_2.bias": torch.zeros(dim, dtype=eye.dtype)}
     if kind == "mlp2x_gelu":  # Sequential keys 0.* and 2.*, as LLaVA's mm_projector
-        return "gelu", {f"linear_{1 + int(k[0]) // 2}.{k[2:]}": v for k, v in state.items()}
+        layer = {"0": "linear_1", "2": "linear_2"}
+        return "gelu", {layer[k[0]] + k[1:]: v for k, v in state.items()}
     raise ValueError(
         f"projector {kind!r} has no transformers counterpart: LlavaMultiModalProjector is always "
         "Linear -> act -> Linear, one output token per feature token; export 'linear' or 'mlp2x_gelu'"
@@ -164,38 +111,26 @@ def projector_from_hf(act: str, state: dict[str, torch.Tensor]) -> tuple[str, di
 
 # ---- configs ---------------------------------------------------------------------------------------------------
 
-
-def _vision_config_to_hf(v: VisionConfig) -> dict:
-    return {"model_type": "clip_vision_model", "hidden_size": v.width, "intermediate_size": v.intermediate,
-            "num_hidden_layers": v.layers, "num_attention_heads": v.heads, "image_size": v.image_size,
-            "patch_size": v.patch_size, "num_channels": v.channels, "hidden_act": v.act, "layer_norm_eps": v.eps}
-
-
-def _lm_config_to_hf(lm: LMConfig, bos: int, eos: int, pad: int) -> dict:
-    # rope_theta is what 4.x reads, rope_parameters what 5.x reads; both are written.
-    return {"model_type": "llama", "vocab_size": lm.vocab_size, "hidden_size": lm.dim,
-            "intermediate_size": lm.hidden, "num_hidden_layers": lm.layers, "num_attention_heads": lm.heads,
-            "num_key_value_heads": lm.kv_heads, "head_dim": lm.head_dim, "hidden_act": "silu",
-            "rms_norm_eps": lm.norm_eps, "max_position_embeddings": lm.max_seq_len, "rope_theta": lm.rope_theta,
-            "rope_parameters": {"rope_type": "default", "rope_theta": lm.rope_theta}, "attention_bias": False,
-            "mlp_bias": False, "tie_word_embeddings": False, "bos_token_id": bos, "eos_token_id": eos,
-            "pad_token_id": pad}
+# (our field, transformers' field): VisionConfig <-> CLIPVisionConfig, LMConfig <-> LlamaConfig.
+VISION_FIELDS = (("image_size", "image_size"), ("patch_size", "patch_size"), ("channels", "num_channels"),
+                 ("width", "hidden_size"), ("layers", "num_hidden_layers"), ("heads", "num_attention_heads"),
+                 ("intermediate", "intermediate_size"), ("act", "hidden_act"), ("eps", "layer_norm_eps"))
+LM_FIELDS = (("vocab_size", "vocab_size"), ("dim", "hidden_size"), ("layers", "num_hidden_layers"),
+             ("heads", "num_attention_heads"), ("kv_heads", "num_key_value_heads"), ("hidden", "intermediate_size"),
+             ("norm_eps", "rms_norm_eps"), ("max_seq_len", "max_position_embeddings"))
 
 
 def vision_config_from_hf(d: dict, feature_layer: int = -2, select: str = "default") -> VisionConfig:
-    """VisionConfig from a CLIP vision config dict (a `CLIPModel`'s config: its `vision_config`)."""
-    d = d.get("vision_config", d) if d.get("model_type") == "clip" else d
+    """VisionConfig from a CLIP vision config dict (of a `CLIPModel`: its `vision_config`)."""
+    d = d["vision_config"] if d.get("model_type") == "clip" else d
     if d.get("model_type") != "clip_vision_model":
         raise ValueError(f"the vision tower must be a CLIP ViT (clip_vision_model), got {d.get('model_type')!r}")
     if not isinstance(feature_layer, int):
         raise ValueError(f"vision_feature_layer must be one int (LlavaMini reads one layer), got {feature_layer!r}")
     if select not in SELECT_TO_HF.values():
         raise ValueError(f"vision_feature_select_strategy must be 'default' or 'full', got {select!r}")
-    return VisionConfig(image_size=d["image_size"], patch_size=d["patch_size"], channels=d.get("num_channels", 3),
-                        width=d["hidden_size"], layers=d["num_hidden_layers"], heads=d["num_attention_heads"],
-                        intermediate=d["intermediate_size"], act=d.get("hidden_act", "quick_gelu"),
-                        eps=d.get("layer_norm_eps", 1e-5), feature_layer=feature_layer,
-                        select="patch" if select == "default" else "cls_patch")
+    return VisionConfig(**{ours: d[theirs] for ours, theirs in VISION_FIELDS if theirs in d},
+                        feature_layer=feature_layer, select="patch" if select == "default" else "cls_patch")
 
 
 def lm_config_from_hf(d: dict) -> LMConfig:
@@ -210,62 +145,14 @@ def lm_config_from_hf(d: dict) -> LMConfig:
         "mlp_bias": (d.get("mlp_bias", False), False),
         "head_dim": (d.get("head_dim") or dim // heads, dim // heads),
     }
-    bad = {name: got for name, (got, want) in problems.items() if got != want}
+    bad = [f"{name}={got!r} (needs {want!r})" for name, (got, want) in problems.items() if got != want]
     if bad:
-        raise ValueError(f"LlavaMini's Llama decoder cannot represent {bad} (it has "
-                         f"{ {name: want for name, (_, want) in problems.items()} })")
-    return LMConfig(vocab_size=d["vocab_size"], dim=dim, layers=d["num_hidden_layers"], heads=heads,
-                    kv_heads=d.get("num_key_value_heads") or heads, hidden=d["intermediate_size"],
-                    rope_theta=float(rope.get("rope_theta", d.get("rope_theta", 10000.0))),
-                    norm_eps=d["rms_norm_eps"], max_seq_len=d["max_position_embeddings"])
-
-
-# ---- the tokenizer check -------------------------------------------------------------------------------------
-
-
-def check_tokenizer(tokenizer, chats=SAMPLE_CHATS) -> None:
-    """Raise ValueError unless `tokenizer` can build llava-mini's chats segment by segment.
-
-    `conversation.build_chat` tokenizes each segment (system, " USER: ...", " ASSISTANT:", " answer", "</s>")
-    alone, to know which ids are answers. That is only right when the concatenated segment ids equal the
-    ids of the whole rendered chat. A SentencePiece-style tokenizer that prefixes every encoded text with
-    a space marker, or merges across a boundary, breaks it (LLaVA's "tokenization mismatch" warnings).
-    """
-    if tokenizer.bos_token_id is None or tokenizer.eos_token_id is None:
-        raise ValueError(f"the tokenizer needs bos and eos tokens, got {tokenizer.bos_token!r}, {tokenizer.eos_token!r}")
-    for token, want in ((IMAGE, None), (EOS, tokenizer.eos_token_id)):
-        ids = encode(token, tokenizer)
-        if len(ids) != 1 or want not in (None, ids[0]):
-            raise ValueError(f"{token!r} must be the single token {want if want is not None else ''}, got ids {ids}")
-    for turns in chats:
-        segments = build_chat(turns, tokenizer, num_image_tokens=1).input_ids
-        joint = [tokenizer.bos_token_id] + encode(render_chat(turns), tokenizer)
-        if segments != joint:
-            i = next((i for i, (a, b) in enumerate(zip(segments, joint)) if a != b), min(len(segments), len(joint)))
-            seg, jnt = (tokenizer.convert_ids_to_tokens(ids[max(i - 2, 0):i + 3]) for ids in (segments, joint))
-            raise ValueError(
-                f"tokenizer refused: segment-by-segment ids differ from the joint tokenization of the rendered "
-                f"chat at position {i} (segments {seg} vs joint {jnt}); labels built per segment would be wrong"
-            )
+        raise ValueError("LlavaMini's Llama decoder cannot represent " + ", ".join(bad))
+    return LMConfig(**{ours: d[theirs] for ours, theirs in LM_FIELDS if theirs in d},
+                    rope_theta=float(rope.get("rope_theta", d.get("rope_theta", 10000.0))))
 
 
 # ---- export ------------------------------------------------------------------------------------------------------
-
-
-def build_processor(tokenizer, vision: VisionConfig):
-    """The `LlavaProcessor`: our tokenizer, pixels (x/255 - PIXEL_MEAN)/PIXEL_STD as `world.pixel_values`,
-    and one `<image>` -> (H/p)·(W/p) + 1 (CLS), minus 1 for "default", tokens."""
-    from transformers import CLIPImageProcessorPil, LlavaProcessor  # saved as "CLIPImageProcessor"
-
-    size = vision.image_size
-    images = CLIPImageProcessorPil(
-        do_resize=False, do_center_crop=False, do_rescale=True, rescale_factor=1 / 255, do_normalize=True,
-        image_mean=list(PIXEL_MEAN), image_std=list(PIXEL_STD), do_convert_rgb=True,
-        size={"shortest_edge": size}, crop_size={"height": size, "width": size},
-    )
-    return LlavaProcessor(image_processor=images, tokenizer=tokenizer, patch_size=vision.patch_size,
-                          vision_feature_select_strategy=SELECT_TO_HF[vision.select],
-                          num_additional_image_tokens=1, chat_template=CHAT_TEMPLATE)
 
 
 def hf_config(model: LlavaMini, tokenizer) -> dict:
@@ -274,8 +161,15 @@ def hf_config(model: LlavaMini, tokenizer) -> dict:
     eos = tokenizer.eos_token_id if cfg.eos_token_id is None else cfg.eos_token_id
     return {
         "architectures": ["LlavaForConditionalGeneration"], "model_type": "llava", "dtype": "float32",
-        "vision_config": _vision_config_to_hf(cfg.vision),
-        "text_config": _lm_config_to_hf(cfg.lm, tokenizer.bos_token_id, eos, cfg.pad_token_id),
+        "vision_config": {"model_type": "clip_vision_model",
+                          **{theirs: getattr(cfg.vision, ours) for ours, theirs in VISION_FIELDS}},
+        "text_config": {  # rope_theta is what 4.x reads, rope_parameters what 5.x reads
+            "model_type": "llama", **{theirs: getattr(cfg.lm, ours) for ours, theirs in LM_FIELDS},
+            "head_dim": cfg.lm.head_dim, "hidden_act": "silu", "attention_bias": False, "mlp_bias": False,
+            "rope_theta": cfg.lm.rope_theta,
+            "rope_parameters": {"rope_type": "default", "rope_theta": cfg.lm.rope_theta},
+            "tie_word_embeddings": False, "bos_token_id": tokenizer.bos_token_id, "eos_token_id": eos,
+            "pad_token_id": cfg.pad_token_id},
         "image_token_index": cfg.image_token_id, "image_seq_length": model.num_image_tokens,
         "projector_hidden_act": projector_to_hf(model)[0], "multimodal_projector_bias": True,
         "vision_feature_layer": cfg.vision.feature_layer,
@@ -297,6 +191,8 @@ def export_hf(model: LlavaMini, tokenizer, out_dir) -> Path:
     and `AutoProcessor.from_pretrained` (offline, no trust_remote_code). Returns the directory."""
     from transformers import GenerationConfig
 
+    if not isinstance(model, LlavaMini):
+        raise ValueError(f"export_hf exports a LlavaMini, got a {type(model).__name__}")
     if tokenizer.convert_tokens_to_ids(IMAGE) != model.config.image_token_id:
         raise ValueError(f"the tokenizer's {IMAGE} id {tokenizer.convert_tokens_to_ids(IMAGE)} is not the "
                          f"model's image_token_id {model.config.image_token_id}")

@@ -7,7 +7,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-from llava_mini import hf, world
+from llava_mini import hf, hf_processor, world
 from llava_mini.conversation import IGNORE_INDEX, build_chat, build_prompt, collate, render_chat
 from llava_mini.llava import LlavaConfig, LlavaMini
 from llava_mini.lm import LMConfig
@@ -96,7 +96,8 @@ def test_transformers_user_gets_llava_minis_answer(tmp_path):
     out = hf.export_hf(model, TOK, tmp_path)
     processor = transformers.AutoProcessor.from_pretrained(out)
     ref = transformers.LlavaForConditionalGeneration.from_pretrained(out).eval()
-    for seed, question in [(10, "What colour is the circle?"), (11, "Where is the square?"), (12, "What is in the image?")]:
+    questions = {10: "What colour is the circle?", 11: "Where is the square?", 12: "What is in the image?"}
+    for seed, question in questions.items():
         png = tmp_path / f"{seed}.png"
         Image.fromarray(scene_images([seed])[0]).save(png)
         chat = [{"from": "human", "value": "<image>\n" + question}]
@@ -191,7 +192,8 @@ def test_linear_projector_composes_a_non_identity_linear_2():
              for i in (1, 2) for p in ("weight", "bias")}
     kind, w = hf.projector_from_hf("linear", state)
     z = torch.randn(3, 8)
-    two = (z @ state["linear_1.weight"].T + state["linear_1.bias"]) @ state["linear_2.weight"].T + state["linear_2.bias"]
+    hidden = z @ state["linear_1.weight"].T + state["linear_1.bias"]
+    two = hidden @ state["linear_2.weight"].T + state["linear_2.bias"]
     torch.testing.assert_close(z @ w["weight"].T + w["bias"], two)
 
 
@@ -207,7 +209,7 @@ def bpe_tokenizer(kind: str, specials=("<pad>", "<s>", "</s>", "<unk>", "<image>
     else:
         backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
         backend.decoder, alphabet = decoders.ByteLevel(), pre_tokenizers.ByteLevel.alphabet()
-    corpus = [render_chat(chat) for chat in (CHAT, SHORT, *hf.SAMPLE_CHATS)]
+    corpus = [render_chat(chat) for chat in (CHAT, SHORT, *hf_processor.SAMPLE_CHATS)]
     corpus += [caption for s in range(20) for caption in world.symbolic_context(world.sample_scene(s)).captions]
     trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=list(specials), initial_alphabet=alphabet,
                                   show_progress=False)
@@ -217,13 +219,14 @@ def bpe_tokenizer(kind: str, specials=("<pad>", "<s>", "</s>", "<unk>", "<image>
 
 
 def test_tokenizer_check_passes_or_refuses():
-    hf.check_tokenizer(TOK)  # word-level, the space belongs to the next word: segments = joint
-    hf.check_tokenizer(bpe_tokenizer("bytelevel"))  # GPT-2's pre-tokenizer splits at every space anyway
+    hf_processor.check_tokenizer(TOK)  # word-level, the space belongs to the next word: segments = joint
+    hf_processor.check_tokenizer(bpe_tokenizer("bytelevel"))  # GPT-2's pre-tokenizer splits at every space anyway
     # Llama-style: a segment encoded alone gets the "▁" that a text start gets, so "</s>" + "USER:" differs.
     with pytest.raises(ValueError, match=r"tokenizer refused.*position \d+.*'▁USER:'.*vs joint.*'USER:'"):
-        hf.check_tokenizer(bpe_tokenizer("metaspace"))
-    with pytest.raises(ValueError, match="'</s>' must be the single token 4"):  # the end token is "<eos>"
-        hf.check_tokenizer(bpe_tokenizer("bytelevel", ("<pad>", "<s>", "<unk>", "<image>", "<eos>"), eos="<eos>"))
+        hf_processor.check_tokenizer(bpe_tokenizer("metaspace"))
+    with pytest.raises(ValueError, match=r"'</s>' must encode as the eos token \(id 4\)"):  # the end token is "<eos>"
+        specials = ("<pad>", "<s>", "<unk>", "<image>", "<eos>")
+        hf_processor.check_tokenizer(bpe_tokenizer("bytelevel", specials, eos="<eos>"))
 
 
 def test_from_pretrained_parts(tmp_path):
@@ -259,3 +262,21 @@ def test_from_pretrained_parts(tmp_path):
         hf.from_pretrained_parts(tmp_path / "clip", tmp_path / "llama", tokenizer=bpe_tokenizer("metaspace"))
     with pytest.raises(ValueError, match="CLIP ViT"):
         hf.from_pretrained_parts(tmp_path / "llama", tmp_path / "llama")
+
+
+def test_cli_export_hf(tmp_path, monkeypatch, capsys):
+    """`llava-mini export-hf --model NAME --out DIR` exports the zoo's model (a stand-in zoo here)."""
+    import sys
+    import types
+
+    from llava_mini import cli
+
+    fake_zoo = types.SimpleNamespace(load=lambda name: {"tiny": random_model()}[name])
+    monkeypatch.setitem(sys.modules, "llava_mini.zoo", fake_zoo)
+    monkeypatch.setattr("llava_mini.zoo", fake_zoo, raising=False)
+    assert cli.main(["export-hf", "--model", "tiny", "--out", str(tmp_path / "out")]) == 0
+    assert capsys.readouterr().out.strip() == str(tmp_path / "out")
+    assert transformers.LlavaForConditionalGeneration.from_pretrained(tmp_path / "out").config.image_token_id == 4
+    fake_zoo.load = lambda name: random_model().lm  # a language-model checkpoint is not a LLaVA
+    assert cli.main(["export-hf", "--model", "lm", "--out", str(tmp_path / "lm")]) == 2
+    assert "exports a LlavaMini, got a LanguageModel" in capsys.readouterr().err
