@@ -63,10 +63,25 @@ def _add_course(sub):
     p.set_defaults(func=run)
 
 
+def _add_export_hf(sub):
+    p = sub.add_parser("export-hf", help="write a zoo LLaVA model for transformers' LlavaForConditionalGeneration")
+    p.add_argument("--model", required=True, help="name of a LLaVA checkpoint in the zoo")
+    p.add_argument("--out", required=True, help="output directory (config, weights, processor)")
+
+    def run(args):
+        from llava_mini import zoo
+        from llava_mini.hf import export_hf
+        from llava_mini.tokenizer import load_tokenizer
+
+        print(export_hf(zoo.load(args.model), load_tokenizer(), args.out))
+
+    p.set_defaults(func=run)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="llava-mini", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    for add in (_add_data, _add_course):
+    for add in (_add_data, _add_course, _add_export_hf):
         add(sub)
     return parser
 
