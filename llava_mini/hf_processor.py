@@ -20,8 +20,11 @@ from llava_mini.world import PIXEL_MEAN, PIXEL_STD
 SELECT_TO_HF = {"patch": "default", "cls_patch": "full"}  # VisionConfig.select -> vision_feature_select_strategy
 
 # The processor's template: llava-mini's Vicuna-v1 layout (tokenizer.CHAT_TEMPLATE) without `<s>`, which the
-# tokenizer adds when the processor tokenizes the prompt. Content is a string or a list of {"type": "image"}
-# and {"type": "text", "text": ...} items, joined by "\n": [image, text] renders as "<image>\nQ", as in LLaVA.
+# tokenizer adds when the processor tokenizes the prompt (llava-hf's convention: `processor(text=rendered)` gets
+# one `<s>`). The export's tokenizer shares this template, so `tokenizer.apply_chat_template(tokenize=True)`,
+# which adds no special tokens, lacks the `<s>`: tokenize through the processor. Content is a string or a list
+# of {"type": "image"} and {"type": "text", "text": ...} items joined by "\n": [image, text] renders as
+# "<image>\nQ", as in LLaVA.
 CHAT_TEMPLATE = (
     "{%- macro render(content) -%}"
     "{%- if content is string -%}{{- content -}}{%- else -%}"
