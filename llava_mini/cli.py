@@ -7,7 +7,9 @@ so `llava-mini --help` stays fast and one broken module never breaks the others.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+from pathlib import Path
 
 
 def _add_data(sub):
@@ -78,10 +80,149 @@ def _add_export_hf(sub):
     p.set_defaults(func=run)
 
 
+def _add_train_args(p, steps, batch_size, lr):
+    p.add_argument("--steps", type=int, default=steps)
+    p.add_argument("--batch-size", type=int, default=batch_size)
+    p.add_argument("--lr", type=float, default=lr)
+    p.add_argument("--grad-accum", type=int, default=1, help="micro-batches per optimizer step")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    p.add_argument("--compile", action="store_true", help="torch.compile the model")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, help="checkpoint folder to write")
+
+
+def _train_config(args):
+    from llava_mini.train import TrainConfig
+
+    return TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, grad_accum=args.grad_accum,
+                       device=args.device, compile=args.compile, seed=args.seed)
+
+
+def _add_pretrain_vision(sub):
+    p = sub.add_parser("pretrain-vision", help="train clip-mini, the vision encoder g, CLIP-style")
+    _add_train_args(p, steps=1500, batch_size=64, lr=3e-3)
+
+    def run(args):
+        from llava_mini import jobs, recipe, zoo
+
+        model, metrics = jobs.pretrain_vision(recipe.VISION, _train_config(args))
+        zoo.save(args.out, model.cpu(), recipe.clip_meta(model), root=Path("."))
+        print(json.dumps(metrics))
+
+    p.set_defaults(func=run)
+
+
+def _add_pretrain_lm(sub):
+    p = sub.add_parser("pretrain-lm", help="train vicuna-mini (corpus 'context') or the plain-text LM ('plain')")
+    p.add_argument("--corpus", choices=("context", "plain"), default="context")
+    _add_train_args(p, steps=600, batch_size=32, lr=3e-3)
+
+    def run(args):
+        from llava_mini import jobs, recipe, zoo
+
+        model, metrics = jobs.pretrain_lm(args.corpus, None, _train_config(args))
+        zoo.save(args.out, model.cpu(), {"kind": "lm", "lm": model.config.__dict__}, root=Path("."))
+        print(json.dumps(metrics))
+
+    p.set_defaults(func=run)
+
+
+def _add_train(sub):
+    p = sub.add_parser("train", help="LLaVA stage 1 (only W) or stage 2 (W and the LLM)")
+    p.add_argument("--stage", type=int, choices=(1, 2), required=True)
+    p.add_argument("--vision", default="clip-mini", help="stage 1: vision tower (zoo name or folder)")
+    p.add_argument("--lm", default="vicuna-mini", help="stage 1: LLM (zoo name or folder)")
+    p.add_argument("--projector", default="linear", help="stage 1: linear | mlp2x_gelu | resampler | cls | mean")
+    p.add_argument("--init", default="llava-mini-stage1", help="stage 2: the stage-1 checkpoint to start from")
+    p.add_argument("--types", default="conversation,detail,complex_reasoning", help="stage 2 instruction types")
+    _add_train_args(p, steps=400, batch_size=32, lr=2e-3)
+
+    def run(args):
+        from llava_mini import jobs, recipe, zoo
+
+        if args.stage == 1:
+            model = jobs.assemble(zoo.load(args.vision).vision, zoo.load(args.lm), args.projector)
+            components = {"vision": args.vision, "lm": args.lm}
+        else:
+            model = zoo.load(args.init)
+            components = {"vision": recipe.component(args.init, "vision")}
+        metrics = jobs.train_stage(model, args.stage, _train_config(args), types=tuple(args.types.split(",")))
+        zoo.save(args.out, model.cpu(), {"kind": "llava", "llava": model.config.to_dict()}, root=Path("."),
+                 components=components)
+        print(json.dumps(metrics))
+
+    p.set_defaults(func=run)
+
+
+def _add_chat(sub):
+    p = sub.add_parser("chat", help="ask a LLaVA checkpoint about an image; prints only its answer")
+    p.add_argument("--model", default="llava-mini", help="zoo name or checkpoint folder")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--image", help="a PNG of the model's image size")
+    source.add_argument("--scene", type=int, help="a ShapesWorld scene seed, rendered on the fly")
+    p.add_argument("question", nargs="?", help="answered once; without it, an interactive loop")
+    p.add_argument("--max-new-tokens", type=int, default=160)
+
+    def run(args):
+        from llava_mini import chat
+
+        session = chat.Session.open(args.model, image=args.image, scene=args.scene)
+        if args.question is not None:
+            print(session.ask(args.question, max_new_tokens=args.max_new_tokens))
+            return
+        chat.interactive(session, max_new_tokens=args.max_new_tokens)
+
+    p.set_defaults(func=run)
+
+
+def _add_accuracy(sub):
+    p = sub.add_parser("accuracy", help="exact-match accuracy per question category (one JSON object)")
+    p.add_argument("--model", default="llava-mini", help="zoo name or checkpoint folder")
+    p.add_argument("--split", default="test", choices=("train", "val", "test"))
+    p.add_argument("--json", action="store_true", help="print only the JSON object (the default output)")
+    p.add_argument("--seed", type=int, default=0, help="index of the first scene in the split")
+    p.add_argument("--n", type=int, default=300, help="questions per category")
+
+    def run(args):
+        from llava_mini import evaluate, zoo
+        from llava_mini.tokenizer import load_tokenizer
+
+        result = evaluate.accuracy(zoo.load(args.model), load_tokenizer(), args.split, args.n, args.seed)
+        print(json.dumps({k: result[k] for k in evaluate.JSON_KEYS}))
+
+    p.set_defaults(func=run)
+
+
+def _add_zoo(sub):
+    p = sub.add_parser("zoo", help="the pretrained checkpoints: list, verify, rebuild")
+    actions = p.add_subparsers(dest="action", required=True)
+    actions.add_parser("list", help="names, recipes' metrics")
+    actions.add_parser("verify", help="check every file against the manifest's sha256")
+    b = actions.add_parser("build", help="retrain and re-evaluate every checkpoint (about 10 min on 2 cores)")
+    b.add_argument("--only", nargs="*", help="rebuild only these names (their components must exist)")
+
+    def run(args):
+        from llava_mini import recipe, zoo
+
+        if args.action == "list":
+            for name, entry in zoo.read_manifest().items():
+                print(name, json.dumps(entry["metrics"]))
+        elif args.action == "verify":
+            bad = zoo.verify()
+            if bad:
+                raise ValueError("files differ from the manifest: " + ", ".join(bad))
+            print(f"{len(zoo.read_manifest())} checkpoints match the manifest")
+        else:
+            recipe.build_zoo(args.only)
+
+    p.set_defaults(func=run)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="llava-mini", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    for add in (_add_data, _add_course, _add_export_hf):
+    for add in (_add_data, _add_course, _add_export_hf, _add_pretrain_vision, _add_pretrain_lm, _add_train,
+                _add_chat, _add_accuracy, _add_zoo):
         add(sub)
     return parser
 

@@ -1,0 +1,126 @@
+"""What each training job reads: the LM corpora and LLaVA's stage-1 and stage-2 data, as batches.
+
+Stage 1 reads the `plain` records (image, caption) and stage 2 the instruction records (conversation,
+detailed description, complex reasoning), both in LLaVA's JSON format from `data.scene_records`, turned
+into ids and labels by `conversation` (paper §4.2: CC-595K for stage 1, LLaVA-Instruct-158K for stage 2).
+
+vicuna-mini, the frozen LLM of stage 1, must already know how to read a prefix and answer from it, as
+Vicuna does. So its corpus is built from the same records with the image replaced by a *textual* scene
+description (the most detailed caption): "context -> caption" lines and Vicuna-v1 chats whose first user
+turn starts with the description. Stage 1 then only has to teach W to write H_v in a form the LLM
+already reads. The contrast LM (`plain-lm`) sees the captions and chats with no description at all.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from llava_mini import world
+from llava_mini.conversation import IGNORE_INDEX, Sample, build_chat, build_plain, collate
+from llava_mini.data import scene_records
+from llava_mini.teacher import Teacher
+
+STAGE2_TYPES = ("conversation", "detail", "complex_reasoning")
+LM_CORPORA = ("context", "plain")
+
+
+@dataclass
+class Example:
+    """One training sequence and the scene whose image fills its placeholders (None: text only)."""
+
+    sample: Sample
+    seed: int | None
+
+
+def _splice(sample: Sample, image_id: int, replacement: list[int]) -> Sample:
+    """Replace the run of image placeholders by `replacement` ids, which take no loss."""
+    ids, labels = sample.input_ids, sample.labels
+    start = ids.index(image_id)
+    end = start + 1
+    while end < len(ids) and ids[end] == image_id:
+        end += 1
+    return Sample(ids[:start] + replacement + ids[end:], labels[:start] + [IGNORE_INDEX] * len(replacement) + labels[end:])
+
+
+def _records(seeds, teacher: Teacher | None, kinds: tuple[str, ...]):
+    for seed in seeds:
+        records, meta = scene_records(seed, teacher)
+        for kind in kinds:
+            for record in records[kind]:
+                yield seed, meta, record
+
+
+def llava_examples(stage: int, seeds, tokenizer, num_image_tokens: int, types=STAGE2_TYPES,
+                   teacher: Teacher | None = None) -> list[Example]:
+    """Stage 1: one `plain` example per scene. Stage 2: one example per scene and instruction type."""
+    if stage == 1:
+        return [Example(build_plain(r, tokenizer, num_image_tokens), seed)
+                for seed, _, r in _records(seeds, teacher, ("plain",))]
+    if stage != 2:
+        raise ValueError(f"stage must be 1 or 2, got {stage!r}")
+    unknown = set(types) - set(STAGE2_TYPES)
+    if unknown:
+        raise ValueError(f"unknown instruction types {sorted(unknown)}; expected some of {STAGE2_TYPES}")
+    return [Example(build_chat(r["conversations"], tokenizer, num_image_tokens), seed)
+            for seed, _, r in _records(seeds, teacher, tuple(types))]
+
+
+def lm_examples(corpus: str, seeds, tokenizer) -> list[Example]:
+    """Text-only LM pre-training: `context` (description -> caption; chats about a description) or `plain`."""
+    if corpus not in LM_CORPORA:
+        raise ValueError(f"unknown LM corpus {corpus!r}; expected one of {LM_CORPORA}")
+    image_id = tokenizer.image_token_id
+    out = []
+    for seed, meta, record in _records(seeds, None, ("plain", "conversation")):
+        description = tokenizer.encode(meta["captions"][0], add_special_tokens=False) if corpus == "context" else []
+        if record["conversations"][0]["value"] == "<image>":  # a plain record: description -> caption
+            sample = build_plain(record, tokenizer, 1)
+        else:
+            sample = build_chat(record["conversations"], tokenizer, 1)
+        out.append(Example(_splice(sample, image_id, description), None))
+    return out
+
+
+class Batches:
+    """Endless shuffled batches over a fixed list of examples, with their images rendered once."""
+
+    def __init__(self, examples: list[Example], tokenizer, batch_size: int, seed: int = 0, image_size: int = 32):
+        if not examples:
+            raise ValueError("no examples to batch")
+        self.examples, self.batch_size = examples, batch_size
+        self.pad_id = tokenizer.pad_token_id
+        self.rng = np.random.default_rng(seed)
+        seeds = sorted({e.seed for e in examples if e.seed is not None})
+        self.row = {s: i for i, s in enumerate(seeds)}
+        images = world.render_batch([world.sample_scene(s) for s in seeds], image_size) if seeds else None
+        self.pixels = world.pixel_values(images) if seeds else None  # (n_scenes, 3, H, W)
+        self.order, self.cursor = self.rng.permutation(len(examples)), 0
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> dict:
+        if self.cursor + self.batch_size > len(self.order):
+            self.order, self.cursor = self.rng.permutation(len(self.examples)), 0
+        chosen = [self.examples[i] for i in self.order[self.cursor:self.cursor + self.batch_size]]
+        self.cursor += self.batch_size
+        batch = collate([e.sample for e in chosen], self.pad_id)
+        rows = [self.row[e.seed] for e in chosen if e.seed is not None]
+        batch["pixel_values"] = self.pixels[rows] if rows else None
+        return batch
+
+
+def llava_loss(model, batch: dict, n_items: int | None) -> torch.Tensor:
+    """The answer-token loss of eq. 3 (labels -100 everywhere but X_a and its end token)."""
+    return model(batch["input_ids"], batch["pixel_values"], batch["attention_mask"], batch["labels"],
+                 num_items_in_batch=n_items).loss
+
+
+def lm_loss(model, batch: dict, n_items: int | None) -> torch.Tensor:
+    from llava_mini.lm import causal_lm_loss
+
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    return causal_lm_loss(logits, batch["labels"], n_items)[0]

@@ -1,0 +1,79 @@
+"""The training jobs of the recipe, each a function from hyper-parameters to a trained model.
+
+    pretrain_vision   clip-mini: the vision encoder g, CLIP-style (contrastive image-caption)
+    pretrain_lm       vicuna-mini (reads a textual context, as a chat model does) or the plain-text LM
+    train_stage       LLaVA stage 1 (only W) or stage 2 (W and the LLM), from pretrained parts
+
+The CLI (`llava-mini pretrain-vision | pretrain-lm | train`) and `llava-mini zoo build` call these.
+"""
+
+from __future__ import annotations
+
+import time
+
+import torch
+
+from llava_mini import clip, corpora, world
+from llava_mini.llava import LlavaConfig, LlavaMini
+from llava_mini.lm import LanguageModel, LMConfig
+from llava_mini.tokenizer import load_tokenizer
+from llava_mini.train import TrainConfig, fit, format_counts, set_stage
+from llava_mini.vision import VisionConfig
+
+
+def pretrain_vision(vision: VisionConfig, cfg: TrainConfig, text: clip.TextConfig | None = None,
+                    hard_negatives: float = 1.0, log=print) -> tuple[clip.ClipMini, dict]:
+    """Train clip-mini; return it with its zero-shot caption-retrieval accuracy on the validation split."""
+    tokenizer = load_tokenizer()
+    torch.manual_seed(cfg.seed)
+    model = clip.ClipMini(vision, text or clip.TextConfig(len(tokenizer)))
+    batches = clip.caption_batches(tokenizer, cfg.batch_size, cfg.seed, vision.image_size, hard_negatives)
+    start = time.perf_counter()
+    losses = fit(model, batches, cfg, clip.clip_loss, count_fn=None, log=log)
+    seconds = time.perf_counter() - start
+    return model, {"loss": round(losses[-1], 4), "zero_shot": clip.zero_shot_accuracy(model.cpu(), tokenizer),
+                   "seconds": round(seconds, 1)}
+
+
+def pretrain_lm(corpus: str, lm: LMConfig | None, cfg: TrainConfig, n_scenes: int = 8000,
+                log=print) -> tuple[LanguageModel, dict]:
+    """Pre-train the LLM on the `context` corpus (vicuna-mini) or the `plain` one (the contrast)."""
+    tokenizer = load_tokenizer()
+    torch.manual_seed(cfg.seed)
+    model = LanguageModel(lm or LMConfig(len(tokenizer)))
+    examples = corpora.lm_examples(corpus, world.split_seeds("train", n_scenes), tokenizer)
+    batches = corpora.Batches(examples, tokenizer, cfg.batch_size, cfg.seed)
+    start = time.perf_counter()
+    losses = fit(model, batches, cfg, corpora.lm_loss, log=log)
+    return model, {"loss": round(sum(losses[-10:]) / len(losses[-10:]), 4),
+                   "seconds": round(time.perf_counter() - start, 1)}
+
+
+def assemble(vision_tower, lm: LanguageModel, projector: str = "linear", projector_args=None,
+             feature_layer: int = -2, select: str = "patch") -> LlavaMini:
+    """A LlavaMini from a pretrained vision tower and LLM, with a fresh projector W."""
+    tokenizer = load_tokenizer()
+    vision_cfg = VisionConfig(**{**vision_tower.config.__dict__, "feature_layer": feature_layer, "select": select})
+    cfg = LlavaConfig(vision=vision_cfg, lm=lm.config, projector=projector, projector_args=projector_args or {},
+                      image_token_id=tokenizer.image_token_id, pad_token_id=tokenizer.pad_token_id,
+                      eos_token_id=tokenizer.eos_token_id)
+    model = LlavaMini(cfg)
+    model.vision.load_state_dict(vision_tower.state_dict())
+    model.lm.load_state_dict(lm.state_dict())
+    return model
+
+
+def train_stage(model: LlavaMini, stage: int, cfg: TrainConfig, n_scenes: int = 8000,
+                types=corpora.STAGE2_TYPES, seed_offset: int = 0, log=print) -> dict:
+    """Run LLaVA's stage 1 or 2 on `model` in place; return the trainable counts and the final loss."""
+    tokenizer = load_tokenizer()
+    counts = set_stage(model, stage)
+    if log:
+        log(f"stage {stage}: trainable parameters\n{format_counts(counts)}")
+    seeds = world.split_seeds("train", n_scenes, start=seed_offset)
+    examples = corpora.llava_examples(stage, seeds, tokenizer, model.num_image_tokens, types=types)
+    batches = corpora.Batches(examples, tokenizer, cfg.batch_size, cfg.seed, model.config.vision.image_size)
+    start = time.perf_counter()
+    losses = fit(model, batches, cfg, corpora.llava_loss, log=log)
+    return {"trainable": counts["total"][0], "loss": round(sum(losses[-10:]) / len(losses[-10:]), 4),
+            "seconds": round(time.perf_counter() - start, 1)}

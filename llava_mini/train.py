@@ -1,0 +1,160 @@
+"""The trainer: one loop for CPU and CUDA, and LLaVA's two stages (paper §4.2).
+
+Stage 1, *feature alignment*: only the projection W is trained, on image–caption pairs in the `plain`
+format; the vision encoder g and the LLM f_phi are frozen, so H_v = W·Z_v learns to land in the LLM's word
+embedding space. Stage 2, *end-to-end fine-tuning*: W and the LLM's weights phi are trained on the
+instruction data; the vision encoder stays frozen.
+
+Freezing is done with `requires_grad_(False)`, never with `torch.no_grad()`: in stage 1 the gradient of
+the answer-token loss must flow *through* the frozen LLM back to W.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from contextlib import nullcontext
+from dataclasses import dataclass
+from typing import Callable, Iterator
+
+import torch
+from torch import nn
+
+IGNORE_INDEX = -100
+
+
+@dataclass
+class TrainConfig:
+    """Hyper-parameters of one training run (LLaVA App. C uses AdamW, no weight decay, cosine, 3% warm-up)."""
+
+    steps: int = 300
+    batch_size: int = 32
+    lr: float = 2e-3
+    weight_decay: float = 0.0
+    warmup: float = 0.03  # fraction of steps with a linear warm-up
+    grad_accum: int = 1  # micro-batches per optimizer step
+    max_grad_norm: float | None = 1.0
+    device: str = "auto"  # "auto" | "cpu" | "cuda"
+    bf16: bool = True  # bf16 autocast, used only on CUDA
+    compile: bool = False  # torch.compile the model's forward
+    seed: int = 0
+    log_every: int = 25
+    progress: bool | None = None  # tqdm bar; None = only when stderr is a terminal
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name not in ("cpu", "cuda") and not name.startswith("cuda:"):
+        raise ValueError(f"device must be 'auto', 'cpu' or 'cuda[:N]', got {name!r}")
+    return torch.device(name)
+
+
+def count_parameters(model: nn.Module) -> dict[str, tuple[int, int]]:
+    """{top-level child: (trainable, total)} plus "total"; what each stage prints."""
+    counts = {}
+    for name, child in model.named_children():
+        params = list(child.parameters())
+        counts[name] = (sum(p.numel() for p in params if p.requires_grad), sum(p.numel() for p in params))
+    counts["total"] = tuple(sum(c[i] for c in counts.values()) for i in (0, 1))
+    return counts
+
+
+def format_counts(counts: dict[str, tuple[int, int]]) -> str:
+    return "\n".join(f"{name:>10}: {t:>9,} trainable of {n:>9,}" for name, (t, n) in counts.items())
+
+
+def set_stage(model: nn.Module, stage: int) -> dict[str, tuple[int, int]]:
+    """Freeze a LlavaMini for LLaVA's stage 1 (train W only) or stage 2 (train W and phi).
+
+    The vision encoder is frozen in both stages, as in the paper and the official code.
+    Returns the per-module trainable/total parameter counts.
+    """
+    if stage not in (1, 2):
+        raise ValueError(f"stage must be 1 (feature alignment) or 2 (instruction tuning), got {stage!r}")
+    model.requires_grad_(False)
+    model.projector.requires_grad_(True)
+    if stage == 2:
+        model.lm.requires_grad_(True)
+    return count_parameters(model)
+
+
+def cosine_lr(step: int, total: int, warmup_steps: int, peak: float) -> float:
+    """Linear warm-up to `peak`, then cosine decay to 0 at `total`."""
+    if step < warmup_steps:
+        return peak * (step + 1) / warmup_steps
+    progress = (step - warmup_steps) / max(1, total - warmup_steps)
+    return peak * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+
+def supervised_tokens(batch: dict) -> int:
+    """Number of tokens that take loss after the causal shift (labels[:, 1:] != -100)."""
+    return int((batch["labels"][:, 1:] != IGNORE_INDEX).sum())
+
+
+def to_device(batch: dict, device: torch.device) -> dict:
+    return {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
+
+
+def fit(
+    model: nn.Module,
+    batches: Iterator[dict],
+    cfg: TrainConfig,
+    loss_fn: Callable[[nn.Module, dict, int | None], torch.Tensor],
+    count_fn: Callable[[dict], int] | None = supervised_tokens,
+    log: Callable[[str], None] | None = print,
+) -> list[float]:
+    """Train the model's trainable parameters with AdamW; return the loss of every optimizer step.
+
+    `loss_fn(model, micro_batch, n_items)` returns the micro-batch's loss, already divided by `n_items`,
+    the number of supervised tokens of the *whole* optimizer step (all micro-batches), so that gradient
+    accumulation gives exactly the gradient of one big batch. With `count_fn=None` each micro-batch's
+    loss is a mean and is divided by `grad_accum` instead.
+    """
+    device = resolve_device(cfg.device)
+    torch.manual_seed(cfg.seed)
+    model.to(device).train()
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        raise ValueError("the model has no trainable parameters: call set_stage() or unfreeze something")
+    fused = device.type == "cuda"
+    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.999), fused=fused)
+    step_model = torch.compile(model) if cfg.compile else model
+    autocast = (
+        torch.autocast("cuda", dtype=torch.bfloat16) if (cfg.bf16 and device.type == "cuda") else nullcontext()
+    )
+    warmup_steps = max(1, round(cfg.warmup * cfg.steps))
+    show_bar = sys.stderr.isatty() if cfg.progress is None else cfg.progress
+    bar = None
+    if show_bar:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=cfg.steps, desc="train", leave=False)
+    history: list[float] = []
+    for step in range(cfg.steps):
+        for group in optimizer.param_groups:
+            group["lr"] = cosine_lr(step, cfg.steps, warmup_steps, cfg.lr)
+        micro = [to_device(next(batches), device) for _ in range(cfg.grad_accum)]
+        n_items = sum(count_fn(b) for b in micro) if count_fn else None
+        total = 0.0
+        for b in micro:
+            with autocast:
+                loss = loss_fn(step_model, b, n_items)
+            if n_items is None:
+                loss = loss / cfg.grad_accum
+            loss.backward()
+            total += loss.item()
+        if cfg.max_grad_norm:
+            torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        history.append(total)
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(loss=f"{total:.4f}")
+        elif log and cfg.log_every and (step + 1) % cfg.log_every == 0:
+            log(f"step {step + 1:>5}/{cfg.steps}  loss {total:.4f}")
+    if bar is not None:
+        bar.close()
+    model.eval()
+    return history
