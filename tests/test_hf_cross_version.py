@@ -1,9 +1,7 @@
 """An export loads in transformers 4.57 (a second environment, `.venv457`) exactly as in 5.x: no missing
 or unexpected keys, the same prompt ids and pixels from the processor, the same logits.
 
-Build the environment once (about 40 s with the local torch wheel):
-    python3.11 -m venv .venv457 && .venv457/bin/pip install torch==2.13.0 transformers==4.57.6 \\
-        safetensors tokenizers pillow numpy einops
+`make test` builds the environment (about 40 s with the local torch wheel); by hand: `make .venv457/.installed`.
 """
 
 import subprocess
