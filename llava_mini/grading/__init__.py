@@ -24,7 +24,10 @@ from typing import Callable
 import numpy as np
 import torch
 
-_GRADERS: dict[str, Callable] = {}
+# (module, label) -> grader. A label is unique within one notebook's module; the same label may recur in
+# another module (the demo course and notebook 00 both have "exercise 0.1"; several notebooks check one study
+# question).
+_GRADERS: dict[tuple[str, str], Callable] = {}
 
 
 def grader(label: str, implement: str) -> Callable[[Callable], Callable]:
@@ -51,18 +54,24 @@ def grader(label: str, implement: str) -> Callable[[Callable], Callable]:
                 raise AssertionError(f"{label}: your code raised {type(err).__name__}: {err}") from err
             print(f"{label} passed")
 
-        known = _GRADERS.get(label, run)
-        if (known.__module__, known.__qualname__) != (run.__module__, run.__qualname__):  # a reload is fine
-            raise ValueError(f"two graders for {label!r}: {known.__module__}.{known.__qualname__} and {run.__qualname__}")
-        _GRADERS[label] = run
+        key = (run.__module__, label)
+        known = _GRADERS.get(key, run)
+        if known.__qualname__ != run.__qualname__:  # a reload is fine
+            raise ValueError(
+                f"two graders for {label!r} in {run.__module__}: {known.__qualname__} and {run.__qualname__}"
+            )
+        _GRADERS[key] = run
         return run
 
     return decorate
 
 
 def graders(module: str | None = None) -> dict[str, Callable]:
-    """The registered graders by label, optionally only those of one module (e.g. "llava_mini.grading.nb04")."""
-    return {k: g for k, g in _GRADERS.items() if module is None or g.__module__ == module}
+    """The registered graders by label, optionally only those of one module (e.g. "llava_mini.grading.nb04").
+
+    Labels are unique within a module only: without `module`, a label that several modules use maps to one of them.
+    """
+    return {label: g for (mod, label), g in _GRADERS.items() if module is None or mod == module}
 
 
 @contextlib.contextmanager
