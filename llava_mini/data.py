@@ -13,7 +13,8 @@ and a data file is a JSON list of records. `export_dataset(out_dir, n)` writes, 
     plain.json                human turn just `<image>`, gpt turn the caption (the `plain` template's view)
     conversation.json         multi-turn QA                 (LLaVA's conversation_58k.json)
     detail.json               detailed descriptions         (detail_23k.json)
-    complex_reasoning.json    step-by-step reasoning        (complex_reasoning_77k.json)
+    complex_reasoning.json    step-by-step reasoning        (complex_reasoning_77k.json), each question
+                              ending with the format cue `teacher.REASONING_CUE`
     instruct.json             the three types mixed         (llava_instruct_150k.json)
     context.json              {id: {"seed", "captions", "boxes", "injected"}}: what the teacher read, and any
                               object it made up (the hallucination knob), per sample type
@@ -28,7 +29,7 @@ import numpy as np
 from PIL import Image
 
 from llava_mini import world
-from llava_mini.teacher import Teacher
+from llava_mini.teacher import REASONING_CUE, Teacher
 
 IMAGE_TOKEN = "<image>"
 TYPES = {"conversation": "conversation", "detail": "detail", "complex": "complex_reasoning"}  # type -> file
@@ -61,7 +62,10 @@ def scene_records(seed: int, teacher: Teacher | None = None) -> tuple[dict[str, 
                "complex": teacher.complex_reasoning(context, rng)}
     records = {"stage1": [_record(sid, image, brief.turns)], "plain": [_record(sid, image, brief.turns, plain=True)]}
     for name, sample in samples.items():
-        records[TYPES[name]] = [_record(f"{sid}-{name}", image, sample.turns)]
+        turns = sample.turns
+        if name == "complex":  # the format cue: reason first, then answer
+            turns = ((f"{turns[0][0]} {REASONING_CUE}", turns[0][1]),)
+        records[TYPES[name]] = [_record(f"{sid}-{name}", image, turns)]
     records["instruct"] = [r for name in TYPES for r in records[TYPES[name]]]
     injected = {name: s.injected for name, s in samples.items() if s.injected is not None}
     meta = {"seed": seed, "captions": list(context.captions), "boxes": list(context.boxes), "injected": injected}

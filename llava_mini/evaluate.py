@@ -126,7 +126,7 @@ def accuracy(model, tokenizer, split: str = "test", n: int = 300, seed: int = 0)
     tutor = teacher.Teacher()
     tasks = [tutor.complex_reasoning(world.symbolic_context(s), np.random.default_rng([s.seed, 7])).turns[0]
              for s in scenes]
-    replies = answer(model, tokenizer, scenes, [q for q, _ in tasks], max_new_tokens=120)
+    replies = answer(model, tokenizer, scenes, [f"{q} {teacher.REASONING_CUE}" for q, _ in tasks], max_new_tokens=120)
     result["reasoning"] = float(np.mean([conclusion(r) == conclusion(a) for r, (_, a) in zip(replies, tasks)]))
     examples["reasoning"] = (tasks[0][0], tasks[0][1], replies[0])
     result["n"] = n

@@ -57,7 +57,12 @@ T = {  # every other phrasing the teacher writes; {slots} are filled with world 
     "colour_only": "The {full} is {colour} but not a {shape}.", "both": "The {full} is a {colour} {shape}.",
     "found": "There is a {colour} {shape}", "not_found": "No object is a {colour} {shape}",
 }
-TEMPLATES = BRIEF_INSTRUCTIONS + DETAIL_INSTRUCTIONS + tuple(T.values())
+# The complex-reasoning type's format cue, which `data` appends to its question: without it "Is there a green
+# square?" reads exactly like a conversation question, and a model trained on the mix cannot know whether to
+# answer in a word or to reason first. (LLaVA-1.5 marks the other side: it appends "Answer the question using
+# a single word or phrase." to short-answer questions.)
+REASONING_CUE = "Explain before you answer."
+TEMPLATES = BRIEF_INSTRUCTIONS + DETAIL_INSTRUCTIONS + (REASONING_CUE,) + tuple(T.values())
 PLURALS = {"circle": "circles", "square": "squares", "triangle": "triangles", "cross": "crosses", "diamond": "diamonds"}
 RELATIONS = {  # phrase -> does object a stand in that relation to object b?
     "to the left of": lambda a, b: a.col < b.col, "to the right of": lambda a, b: a.col > b.col,
