@@ -25,6 +25,7 @@ from llava_mini.teacher import Teacher
 
 STAGE2_TYPES = ("conversation", "detail", "complex_reasoning")
 LM_CORPORA = ("context", "plain")
+LENGTH_GROUP = 16  # batches per length-sorted group (`Batches(group_by_length=True)`)
 
 
 @dataclass
@@ -68,13 +69,13 @@ def llava_examples(stage: int, seeds, tokenizer, num_image_tokens: int, types=ST
             for seed, _, r in _records(seeds, teacher, tuple(types))]
 
 
-def lm_examples(corpus: str, seeds, tokenizer) -> list[Example]:
+def lm_examples(corpus: str, seeds, tokenizer, teacher: Teacher | None = None) -> list[Example]:
     """Text-only LM pre-training: `context` (description -> caption; chats about a description) or `plain`."""
     if corpus not in LM_CORPORA:
         raise ValueError(f"unknown LM corpus {corpus!r}; expected one of {LM_CORPORA}")
     image_id = tokenizer.image_token_id
     out = []
-    for seed, meta, record in _records(seeds, None, ("plain", "conversation")):
+    for seed, meta, record in _records(seeds, teacher, ("plain", "conversation")):
         description = tokenizer.encode(meta["captions"][0], add_special_tokens=False) if corpus == "context" else []
         if record["conversations"][0]["value"] == "<image>":  # a plain record: description -> caption
             sample = build_plain(record, tokenizer, 1)
@@ -85,28 +86,46 @@ def lm_examples(corpus: str, seeds, tokenizer) -> list[Example]:
 
 
 class Batches:
-    """Endless shuffled batches over a fixed list of examples, with their images rendered once."""
+    """Endless shuffled batches over a fixed list of examples, with their images rendered once.
 
-    def __init__(self, examples: list[Example], tokenizer, batch_size: int, seed: int = 0, image_size: int = 32):
+    With `group_by_length`, each shuffled run of `LENGTH_GROUP` batches is sorted by sequence length before
+    it is cut into batches, and the batches are shuffled again: batches hold sequences of similar length, so
+    less of each step is padding (LLaVA's `group_by_modality_length`, transformers' length grouping).
+    """
+
+    def __init__(self, examples: list[Example], tokenizer, batch_size: int, seed: int = 0, image_size: int = 32,
+                 group_by_length: bool = False):
         if not examples:
             raise ValueError("no examples to batch")
-        self.examples, self.batch_size = examples, batch_size
+        if batch_size > len(examples):
+            raise ValueError(f"batch_size {batch_size} exceeds the {len(examples)} examples")
+        self.examples, self.batch_size, self.group_by_length = examples, batch_size, group_by_length
+        self.lengths = np.array([len(e.sample.input_ids) for e in examples])
         self.pad_id = tokenizer.pad_token_id
         self.rng = np.random.default_rng(seed)
         seeds = sorted({e.seed for e in examples if e.seed is not None})
         self.row = {s: i for i, s in enumerate(seeds)}
         images = world.render_batch([world.sample_scene(s) for s in seeds], image_size) if seeds else None
         self.pixels = world.pixel_values(images) if seeds else None  # (n_scenes, 3, H, W)
-        self.order, self.cursor = self.rng.permutation(len(examples)), 0
+        self.batches: list[np.ndarray] = []
+
+    def _epoch(self) -> list[np.ndarray]:
+        """One pass over the examples as a list of index batches (the last incomplete batch is dropped)."""
+        order, b = self.rng.permutation(len(self.examples)), self.batch_size
+        if self.group_by_length:
+            group = LENGTH_GROUP * b
+            order = np.concatenate([chunk[np.argsort(-self.lengths[chunk], kind="stable")]
+                                    for chunk in np.split(order, range(group, len(order), group))])
+        batches = [order[i:i + b] for i in range(0, len(order) - b + 1, b)]
+        return [batches[i] for i in self.rng.permutation(len(batches))] if self.group_by_length else batches
 
     def __iter__(self):
         return self
 
     def __next__(self) -> dict:
-        if self.cursor + self.batch_size > len(self.order):
-            self.order, self.cursor = self.rng.permutation(len(self.examples)), 0
-        chosen = [self.examples[i] for i in self.order[self.cursor:self.cursor + self.batch_size]]
-        self.cursor += self.batch_size
+        if not self.batches:
+            self.batches = self._epoch()[::-1]
+        chosen = [self.examples[i] for i in self.batches.pop()]
         batch = collate([e.sample for e in chosen], self.pad_id)
         rows = [self.row[e.seed] for e in chosen if e.seed is not None]
         batch["pixel_values"] = self.pixels[rows] if rows else None

@@ -22,17 +22,19 @@ from llava_mini.vision import VisionConfig
 
 
 def pretrain_vision(vision: VisionConfig, cfg: TrainConfig, text: clip.TextConfig | None = None,
-                    hard_negatives: float = 1.0, log=print) -> tuple[clip.ClipMini, dict]:
-    """Train clip-mini; return it with its zero-shot caption-retrieval accuracy on the validation split."""
+                    pool_scenes: int = 8000, log=print) -> tuple[clip.ClipMini, dict]:
+    """Train clip-mini on a pre-rendered pool of twin pairs; return it with its zero-shot caption-retrieval
+    accuracy on the validation split."""
     tokenizer = load_tokenizer()
     torch.manual_seed(cfg.seed)
     model = clip.ClipMini(vision, text or clip.TextConfig(len(tokenizer)))
-    batches = clip.caption_batches(tokenizer, cfg.batch_size, cfg.seed, vision.image_size, hard_negatives)
     start = time.perf_counter()
-    losses = fit(model, batches, cfg, clip.clip_loss, count_fn=None, log=log)
+    pool = clip.caption_pool(tokenizer, pool_scenes, vision.image_size, cfg.seed)
+    losses = fit(model, clip.caption_batches(pool, cfg.batch_size, cfg.seed), cfg, clip.clip_loss, count_fn=None,
+                 log=log)
     seconds = time.perf_counter() - start
-    return model, {"loss": round(losses[-1], 4), "zero_shot": clip.zero_shot_accuracy(model.cpu(), tokenizer),
-                   "seconds": round(seconds, 1)}
+    return model, {"loss": round(sum(losses[-10:]) / len(losses[-10:]), 4),
+                   "zero_shot": clip.zero_shot_accuracy(model.cpu(), tokenizer), "seconds": round(seconds, 1)}
 
 
 def pretrain_lm(corpus: str, lm: LMConfig | None, cfg: TrainConfig, n_scenes: int = 8000,
@@ -42,7 +44,7 @@ def pretrain_lm(corpus: str, lm: LMConfig | None, cfg: TrainConfig, n_scenes: in
     torch.manual_seed(cfg.seed)
     model = LanguageModel(lm or LMConfig(len(tokenizer)))
     examples = corpora.lm_examples(corpus, world.split_seeds("train", n_scenes), tokenizer)
-    batches = corpora.Batches(examples, tokenizer, cfg.batch_size, cfg.seed)
+    batches = corpora.Batches(examples, tokenizer, cfg.batch_size, cfg.seed, group_by_length=True)
     start = time.perf_counter()
     losses = fit(model, batches, cfg, corpora.lm_loss, log=log)
     return model, {"loss": round(sum(losses[-10:]) / len(losses[-10:]), 4),
@@ -72,7 +74,8 @@ def train_stage(model: LlavaMini, stage: int, cfg: TrainConfig, n_scenes: int = 
         log(f"stage {stage}: trainable parameters\n{format_counts(counts)}")
     seeds = world.split_seeds("train", n_scenes, start=seed_offset)
     examples = corpora.llava_examples(stage, seeds, tokenizer, model.num_image_tokens, types=types)
-    batches = corpora.Batches(examples, tokenizer, cfg.batch_size, cfg.seed, model.config.vision.image_size)
+    batches = corpora.Batches(examples, tokenizer, cfg.batch_size, cfg.seed, model.config.vision.image_size,
+                              group_by_length=True)
     start = time.perf_counter()
     losses = fit(model, batches, cfg, corpora.llava_loss, log=log)
     return {"trainable": counts["total"][0], "loss": round(sum(losses[-10:]) / len(losses[-10:]), 4),

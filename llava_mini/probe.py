@@ -3,14 +3,18 @@
 LLaVA hands the projection W the patch tokens Z_v of one layer (paper §4.1; the penultimate, §5.2). A
 linear probe asks whether an attribute of an object (its shape, its colour) can be read off those tokens
 by a linear map, which is all a linear W can do. The probe reads the mean of the patch tokens that
-overlap the object's box, and is fitted in closed form (ridge regression onto one-hot classes), so the
-result is deterministic and takes a fraction of a second.
+overlap the object's box (with 48-px images and 16-px patches, exactly the token of the object's grid
+cell) and is a multinomial logistic regression fitted with L-BFGS, as in CLIP's linear-probe evaluation
+(Radford et al., 2021); it is deterministic and takes about a second. Measured on random-init ViTs: large
+objects are linearly readable even from random features (~98%); small ones, jittered inside their cell,
+are not (~65%).
 """
 
 from __future__ import annotations
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from llava_mini import world
 from llava_mini.vision import VisionTower
@@ -43,16 +47,26 @@ def object_features(vision: VisionTower, scenes, layer: int) -> tuple[torch.Tens
     return torch.stack(feats), objects  # (n_objects, D)
 
 
-def fit_ridge(x: torch.Tensor, labels: torch.Tensor, n_classes: int, alpha: float = 1e-2):
-    """Closed-form ridge regression onto one-hot targets; returns a predict function."""
+def fit_logistic(x: torch.Tensor, labels: torch.Tensor, n_classes: int, l2: float = 1e-3, max_iter: int = 200):
+    """Multinomial logistic regression fitted with L-BFGS (CLIP's linear-probe protocol); returns a predict
+    function. Features are standardised; the fit runs in float64, so it is deterministic and converges."""
     mean, std = x.mean(0), x.std(0) + 1e-6
-    z = torch.cat([(x - mean) / std, torch.ones(len(x), 1)], 1).double()  # (n, D + 1) with a bias column
-    targets = torch.nn.functional.one_hot(labels, n_classes).double()  # (n, C)
-    weights = torch.linalg.solve(z.T @ z + alpha * len(x) * torch.eye(z.shape[1], dtype=z.dtype), z.T @ targets)
+    z = ((x - mean) / std).double()  # (n, D)
+    weight = torch.zeros(z.shape[1], n_classes, dtype=torch.double, requires_grad=True)  # (D, C)
+    bias = torch.zeros(n_classes, dtype=torch.double, requires_grad=True)  # (C,)
+    optimizer = torch.optim.LBFGS([weight, bias], max_iter=max_iter, line_search_fn="strong_wolfe")
+
+    def closure():
+        optimizer.zero_grad()
+        loss = F.cross_entropy(z @ weight + bias, labels) + l2 * weight.pow(2).sum()
+        loss.backward()
+        return loss
+
+    with torch.enable_grad():
+        optimizer.step(closure)
 
     def predict(x_new: torch.Tensor) -> torch.Tensor:
-        z_new = torch.cat([(x_new - mean) / std, torch.ones(len(x_new), 1)], 1).double()
-        return (z_new @ weights).argmax(1)
+        return (((x_new - mean) / std).double() @ weight.detach() + bias.detach()).argmax(1)
 
     return predict
 
@@ -74,7 +88,7 @@ def probe(vision: VisionTower, attribute: str = "shape", layer: int = -2, n_trai
         return x, y, np.array([o.size for o in objects])
 
     x, y, _ = dataset("train", n_train)
-    predict = fit_ridge(x, y, len(classes))
+    predict = fit_logistic(x, y, len(classes))
     x, y, sizes = dataset("val", n_test)
     correct = (predict(x) == y).numpy()
     result = {"all": float(correct.mean())}
