@@ -34,10 +34,10 @@ class Session:
 
     @classmethod
     def open(cls, model_name: str, image: str | None = None, scene: int | None = None) -> Session:
-        model = zoo.load(model_name)
-        size = model.config.vision.image_size
         if (image is None) == (scene is None):
             raise ValueError("give exactly one of an image path and a scene seed")
+        model = zoo.load(model_name, kind="llava")
+        size = model.config.vision.image_size
         pixels = read_image(image, size) if image is not None else world.render(world.sample_scene(scene), size)
         return cls(model, pixels)
 

@@ -80,10 +80,16 @@ def _add_export_hf(sub):
     p.set_defaults(func=run)
 
 
-def _add_train_args(p, steps, batch_size, lr):
-    p.add_argument("--steps", type=int, default=steps)
-    p.add_argument("--batch-size", type=int, default=batch_size)
-    p.add_argument("--lr", type=float, default=lr)
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _add_train_args(p, recipe_name: str):
+    """Hyper-parameters of a training job; each defaults to the zoo recipe's value (`recipe.<recipe_name>`)."""
+    default = f"default: recipe.{recipe_name}'s"
+    p.add_argument("--steps", type=int, help=default)
+    p.add_argument("--batch-size", type=int, help=default)
+    p.add_argument("--lr", type=float, help=default)
     p.add_argument("--grad-accum", type=int, default=1, help="micro-batches per optimizer step")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda")
     p.add_argument("--compile", action="store_true", help="torch.compile the model")
@@ -91,23 +97,31 @@ def _add_train_args(p, steps, batch_size, lr):
     p.add_argument("--out", required=True, help="checkpoint folder to write")
 
 
-def _train_config(args):
-    from llava_mini.train import TrainConfig
+def _train_config(args, base):
+    from dataclasses import replace
 
-    return TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, grad_accum=args.grad_accum,
-                       device=args.device, compile=args.compile, seed=args.seed)
+    given = {"steps": args.steps, "batch_size": args.batch_size, "lr": args.lr}
+    return replace(base, grad_accum=args.grad_accum, device=args.device, compile=args.compile, seed=args.seed,
+                   **{k: v for k, v in given.items() if v is not None})
+
+
+def _save(args, model, meta, metrics, components=None):
+    from llava_mini import zoo
+
+    zoo.save(args.out, model.cpu(), meta, root=Path("."), components=components)
+    print(json.dumps(metrics))
 
 
 def _add_pretrain_vision(sub):
     p = sub.add_parser("pretrain-vision", help="train clip-mini, the vision encoder g, CLIP-style")
-    _add_train_args(p, steps=1500, batch_size=64, lr=3e-3)
+    _add_train_args(p, "CLIP_TRAIN")
 
     def run(args):
-        from llava_mini import jobs, recipe, zoo
+        from llava_mini import jobs, recipe
 
-        model, metrics = jobs.pretrain_vision(recipe.VISION, _train_config(args))
-        zoo.save(args.out, model.cpu(), recipe.clip_meta(model), root=Path("."))
-        print(json.dumps(metrics))
+        cfg = _train_config(args, recipe.CLIP_TRAIN)
+        model, metrics = jobs.pretrain_vision(recipe.VISION, cfg, pool_scenes=recipe.CLIP_POOL, log=_stderr)
+        _save(args, model, recipe.clip_meta(model), metrics)
 
     p.set_defaults(func=run)
 
@@ -115,14 +129,14 @@ def _add_pretrain_vision(sub):
 def _add_pretrain_lm(sub):
     p = sub.add_parser("pretrain-lm", help="train vicuna-mini (corpus 'context') or the plain-text LM ('plain')")
     p.add_argument("--corpus", choices=("context", "plain"), default="context")
-    _add_train_args(p, steps=600, batch_size=32, lr=3e-3)
+    _add_train_args(p, "LM_TRAIN[corpus]")
 
     def run(args):
-        from llava_mini import jobs, recipe, zoo
+        from llava_mini import jobs, recipe
 
-        model, metrics = jobs.pretrain_lm(args.corpus, None, _train_config(args))
-        zoo.save(args.out, model.cpu(), {"kind": "lm", "lm": model.config.__dict__}, root=Path("."))
-        print(json.dumps(metrics))
+        cfg = _train_config(args, recipe.LM_TRAIN[args.corpus])
+        model, metrics = jobs.pretrain_lm(args.corpus, None, cfg, log=_stderr)
+        _save(args, model, recipe.lm_meta(model), metrics)
 
     p.set_defaults(func=run)
 
@@ -135,21 +149,21 @@ def _add_train(sub):
     p.add_argument("--projector", default="linear", help="stage 1: linear | mlp2x_gelu | resampler | cls | mean")
     p.add_argument("--init", default="llava-mini-stage1", help="stage 2: the stage-1 checkpoint to start from")
     p.add_argument("--types", default="conversation,detail,complex_reasoning", help="stage 2 instruction types")
-    _add_train_args(p, steps=400, batch_size=32, lr=2e-3)
+    _add_train_args(p, "STAGE1_TRAIN / STAGE2_TRAIN")
 
     def run(args):
         from llava_mini import jobs, recipe, zoo
 
         if args.stage == 1:
-            model = jobs.assemble(zoo.load(args.vision).vision, zoo.load(args.lm), args.projector)
+            vision, lm = zoo.load(args.vision, kind="clip").vision, zoo.load(args.lm, kind="lm")
+            model = jobs.assemble(vision, lm, args.projector)
             components = {"vision": args.vision, "lm": args.lm}
         else:
-            model = zoo.load(args.init)
-            components = {"vision": recipe.component(args.init, "vision")}
-        metrics = jobs.train_stage(model, args.stage, _train_config(args), types=tuple(args.types.split(",")))
-        zoo.save(args.out, model.cpu(), {"kind": "llava", "llava": model.config.to_dict()}, root=Path("."),
-                 components=components)
-        print(json.dumps(metrics))
+            model = zoo.load(args.init, kind="llava")
+            components = {"vision": zoo.read_config(args.init)["components"]["vision"]}
+        cfg = _train_config(args, recipe.STAGE1_TRAIN if args.stage == 1 else recipe.STAGE2_TRAIN)
+        metrics = jobs.train_stage(model, args.stage, cfg, types=tuple(args.types.split(",")), log=_stderr)
+        _save(args, model, recipe.llava_meta(model), metrics, components)
 
     p.set_defaults(func=run)
 
@@ -160,7 +174,7 @@ def _add_chat(sub):
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--image", help="a PNG of the model's image size")
     source.add_argument("--scene", type=int, help="a ShapesWorld scene seed, rendered on the fly")
-    p.add_argument("question", nargs="?", help="answered once; without it, an interactive loop")
+    p.add_argument("question", nargs="?", help="answered once (even if empty); without it, an interactive loop")
     p.add_argument("--max-new-tokens", type=int, default=160)
 
     def run(args):
@@ -179,7 +193,7 @@ def _add_accuracy(sub):
     p = sub.add_parser("accuracy", help="exact-match accuracy per question category (one JSON object)")
     p.add_argument("--model", default="llava-mini", help="zoo name or checkpoint folder")
     p.add_argument("--split", default="test", choices=("train", "val", "test"))
-    p.add_argument("--json", action="store_true", help="print only the JSON object (the default output)")
+    p.add_argument("--json", action="store_true", help="print only the JSON object (the only output there is)")
     p.add_argument("--seed", type=int, default=0, help="index of the first scene in the split")
     p.add_argument("--n", type=int, default=300, help="questions per category")
 
@@ -187,7 +201,10 @@ def _add_accuracy(sub):
         from llava_mini import evaluate, zoo
         from llava_mini.tokenizer import load_tokenizer
 
-        result = evaluate.accuracy(zoo.load(args.model), load_tokenizer(), args.split, args.n, args.seed)
+        if args.n < 1:
+            raise ValueError(f"n must be a positive number of questions per category, got {args.n}")
+        model = zoo.load(args.model, kind="llava")
+        result = evaluate.accuracy(model, load_tokenizer(), args.split, args.n, args.seed)
         print(json.dumps({k: result[k] for k in evaluate.JSON_KEYS}))
 
     p.set_defaults(func=run)
@@ -196,10 +213,11 @@ def _add_accuracy(sub):
 def _add_zoo(sub):
     p = sub.add_parser("zoo", help="the pretrained checkpoints: list, verify, rebuild")
     actions = p.add_subparsers(dest="action", required=True)
-    actions.add_parser("list", help="names, recipes' metrics")
+    actions.add_parser("list", help="names and the metrics measured when they were built")
     actions.add_parser("verify", help="check every file against the manifest's sha256")
-    b = actions.add_parser("build", help="retrain and re-evaluate every checkpoint (about 10 min on 2 cores)")
+    b = actions.add_parser("build", help="retrain and re-evaluate every checkpoint (under 10 min on 2 cores)")
     b.add_argument("--only", nargs="*", help="rebuild only these names (their components must exist)")
+    b.add_argument("--root", type=Path, help="zoo folder to write (default: the package's zoo)")
 
     def run(args):
         from llava_mini import recipe, zoo
@@ -213,7 +231,8 @@ def _add_zoo(sub):
                 raise ValueError("files differ from the manifest: " + ", ".join(bad))
             print(f"{len(zoo.read_manifest())} checkpoints match the manifest")
         else:
-            recipe.build_zoo(args.only)
+            seconds = recipe.build_zoo(args.only, args.root or zoo.ZOO_DIR)
+            print(f"built in {seconds:.0f} s")
 
     p.set_defaults(func=run)
 

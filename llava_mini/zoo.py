@@ -63,12 +63,21 @@ def _build(meta: dict) -> torch.nn.Module:
     raise ValueError(f"unknown checkpoint kind {kind!r}; expected clip, lm or llava")
 
 
-def load(name: str, root: Path = ZOO_DIR) -> torch.nn.Module:
-    """A checkpoint by zoo name or folder path, in eval mode, with its components' weights filled in."""
-    meta = json.loads(_config_path(name, root).read_text())
-    model = _build(meta)
+def read_config(name: str, root: Path = ZOO_DIR) -> dict:
+    """A checkpoint's config.json: its kind, its configuration and the components it was built on."""
+    return json.loads(_config_path(name, root).read_text())
+
+
+def load(name: str, root: Path = ZOO_DIR, kind: str | None = None) -> torch.nn.Module:
+    """A checkpoint by zoo name or folder path, in eval mode, with its components' weights filled in.
+
+    With `kind` ("clip", "lm" or "llava"), a checkpoint of another kind raises ValueError."""
+    config = read_config(name, root)
+    if kind is not None and config["kind"] != kind:
+        raise ValueError(f"{name!r} is a {config['kind']} checkpoint; this needs a {kind} one")
+    model = _build(config)
     state = load_file(_config_path(name, root).parent / "model.safetensors")
-    for prefix, component in meta["components"].items():
+    for prefix, component in config["components"].items():
         part = load(component, root)  # a zoo name, or a checkpoint folder
         part_state = part.vision.state_dict() if isinstance(part, ClipMini) else part.state_dict()
         state.update({f"{prefix}.{k}": v for k, v in part_state.items()})
