@@ -215,6 +215,7 @@ def _add_zoo(sub):
     actions = p.add_subparsers(dest="action", required=True)
     actions.add_parser("list", help="names and the metrics measured when they were built")
     actions.add_parser("verify", help="check every file against the manifest's sha256")
+    actions.add_parser("gates", help="the zoo's targets against its build-time metrics; exit 1 if one is not met")
     b = actions.add_parser("build", help="retrain and re-evaluate every checkpoint (under 10 min on 2 cores)")
     b.add_argument("--only", nargs="*", help="rebuild only these names (their components must exist)")
     b.add_argument("--root", type=Path, help="zoo folder to write (default: the package's zoo)")
@@ -230,6 +231,12 @@ def _add_zoo(sub):
             if bad:
                 raise ValueError("files differ from the manifest: " + ", ".join(bad))
             print(f"{len(zoo.read_manifest())} checkpoints match the manifest")
+        elif args.action == "gates":
+            rows = recipe.gates({name: entry["metrics"] for name, entry in zoo.read_manifest().items()})
+            for target, value, met in rows:
+                print(f"{'met' if met else 'NOT MET':>7}  {value:7.3f}  {target}")
+            if not all(met for _, _, met in rows):
+                return 1
         else:
             seconds = recipe.build_zoo(args.only, args.root or zoo.ZOO_DIR)
             print(f"built in {seconds:.0f} s")
@@ -249,11 +256,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        args.func(args)
+        return args.func(args) or 0
     except (ValueError, FileNotFoundError, KeyError) as err:
         print(f"llava-mini {args.command}: error: {err}", file=sys.stderr)
         return 2
-    return 0
 
 
 if __name__ == "__main__":

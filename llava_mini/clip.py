@@ -24,6 +24,13 @@ from llava_mini.lm import Block, LMConfig, RMSNorm, RotaryEmbedding, attention_m
 from llava_mini.vision import VisionConfig, VisionTower
 
 
+# Initial scale of the ViT's learned position embeddings. CLIP's 0.02 leaves them tiny next to the patch
+# content, and after a short training a linear probe reads an object token's grid cell at chance (13%):
+# position would reach W only through the LLM's own position encoding. At 0.5 the probe reads it (~80%),
+# and shape probes and zero-shot retrieval are unchanged or better (measured).
+POSITION_INIT_STD = 0.5
+
+
 @dataclass
 class TextConfig:
     """A small causal text transformer, pooled at its last token like CLIP's text tower (at its EOS)."""
@@ -68,6 +75,7 @@ class ClipMini(nn.Module):
         self.visual_projection = nn.Linear(vision.width, embed_dim, bias=False)
         self.text_projection = nn.Linear(text.dim, embed_dim, bias=False)
         self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))  # CLIP's initial temperature 0.07
+        nn.init.normal_(self.vision.position_embedding, std=POSITION_INIT_STD)
 
     def embed(self, pixel_values, input_ids, attention_mask) -> tuple[torch.Tensor, torch.Tensor]:
         """Unit-length image and caption embeddings, each (B, embed_dim)."""

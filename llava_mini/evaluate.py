@@ -112,9 +112,10 @@ def accuracy(model, tokenizer, split: str = "test", n: int = 300, seed: int = 0)
         for ok, (_, qa) in zip(correct, pairs):
             by_kind.setdefault(qa.kind, []).append(ok)
     result["overall"] = float(np.mean([result[c] for c in SHORT_KEYS]))
-    result["existence_yes"] = float(np.mean(by_kind["yes"]))
-    result["existence_no"] = float(np.mean([ok for k in teacher.NO_KINDS for ok in by_kind.get(k, [])]))
-    result["conjunction_foil"] = float(np.mean(by_kind.get("conjunction_foil", [float("nan")])))
+    no = [ok for k in teacher.NO_KINDS for ok in by_kind.get(k, [])]
+    for key, oks in (("existence_yes", by_kind.get("yes", [])), ("existence_no", no),
+                     ("conjunction_foil", by_kind.get("conjunction_foil", []))):
+        result[key] = float(np.mean(oks)) if oks else None  # None: no such question among the n drawn
 
     scenes = [world.sample_scene(s) for s in world.SPLITS[split][seed:seed + n]]
     rng = np.random.default_rng(seed)

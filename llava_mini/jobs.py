@@ -25,10 +25,9 @@ def pretrain_vision(vision: VisionConfig, cfg: TrainConfig, text: clip.TextConfi
                     pool_scenes: int = 8000, log=print) -> tuple[clip.ClipMini, dict]:
     """Train clip-mini on a pre-rendered pool of twin pairs; return it with its zero-shot caption-retrieval
     accuracy on the validation split."""
-    tokenizer = load_tokenizer()
+    start, tokenizer = time.perf_counter(), load_tokenizer()
     torch.manual_seed(cfg.seed)
     model = clip.ClipMini(vision, text or clip.TextConfig(len(tokenizer)))
-    start = time.perf_counter()
     pool = clip.caption_pool(tokenizer, pool_scenes, vision.image_size, cfg.seed)
     losses = fit(model, clip.caption_batches(pool, cfg.batch_size, cfg.seed), cfg, clip.clip_loss, count_fn=None,
                  log=log)
@@ -40,12 +39,11 @@ def pretrain_vision(vision: VisionConfig, cfg: TrainConfig, text: clip.TextConfi
 def pretrain_lm(corpus: str, lm: LMConfig | None, cfg: TrainConfig, n_scenes: int = 8000,
                 log=print) -> tuple[LanguageModel, dict]:
     """Pre-train the LLM on the `context` corpus (vicuna-mini) or the `plain` one (the contrast)."""
-    tokenizer = load_tokenizer()
+    start, tokenizer = time.perf_counter(), load_tokenizer()
     torch.manual_seed(cfg.seed)
     model = LanguageModel(lm or LMConfig(len(tokenizer)))
     examples = corpora.lm_examples(corpus, world.split_seeds("train", n_scenes), tokenizer)
     batches = corpora.Batches(examples, tokenizer, cfg.batch_size, cfg.seed, group_by_length=True)
-    start = time.perf_counter()
     losses = fit(model, batches, cfg, corpora.lm_loss, log=log)
     return model, {"loss": round(sum(losses[-10:]) / len(losses[-10:]), 4),
                    "seconds": round(time.perf_counter() - start, 1)}
@@ -67,8 +65,9 @@ def assemble(vision_tower, lm: LanguageModel, projector: str = "linear", project
 
 def train_stage(model: LlavaMini, stage: int, cfg: TrainConfig, n_scenes: int = 8000,
                 types=corpora.STAGE2_TYPES, seed_offset: int = 0, log=print) -> dict:
-    """Run LLaVA's stage 1 or 2 on `model` in place; return the trainable counts and the final loss."""
-    tokenizer = load_tokenizer()
+    """Run LLaVA's stage 1 or 2 on `model` in place; return the trainable count, the final loss and the seconds
+    taken (data included)."""
+    start, tokenizer = time.perf_counter(), load_tokenizer()
     counts = set_stage(model, stage)
     if log:
         log(f"stage {stage}: trainable parameters\n{format_counts(counts)}")
@@ -76,7 +75,6 @@ def train_stage(model: LlavaMini, stage: int, cfg: TrainConfig, n_scenes: int = 
     examples = corpora.llava_examples(stage, seeds, tokenizer, model.num_image_tokens, types=types)
     batches = corpora.Batches(examples, tokenizer, cfg.batch_size, cfg.seed, model.config.vision.image_size,
                               group_by_length=True)
-    start = time.perf_counter()
     losses = fit(model, batches, cfg, corpora.llava_loss, log=log)
     return {"trainable": counts["total"][0], "loss": round(sum(losses[-10:]) / len(losses[-10:]), 4),
             "seconds": round(time.perf_counter() - start, 1)}

@@ -76,9 +76,10 @@ def load(name: str, root: Path = ZOO_DIR, kind: str | None = None) -> torch.nn.M
     if kind is not None and config["kind"] != kind:
         raise ValueError(f"{name!r} is a {config['kind']} checkpoint; this needs a {kind} one")
     model = _build(config)
-    state = load_file(_config_path(name, root).parent / "model.safetensors")
+    folder = _config_path(name, root).parent
+    state = load_file(folder / "model.safetensors")
     for prefix, component in config["components"].items():
-        part = load(component, root)  # a zoo name, or a checkpoint folder
+        part = load(component, folder.parent)  # a name in the same zoo, or a checkpoint folder
         part_state = part.vision.state_dict() if isinstance(part, ClipMini) else part.state_dict()
         state.update({f"{prefix}.{k}": v for k, v in part_state.items()})
     model.load_state_dict(state, strict=True)

@@ -114,6 +114,29 @@ def test_transformers_user_gets_llava_minis_answer(tmp_path):
         assert answer == decode(ours, skip_special_tokens=True)
 
 
+def test_transformers_user_gets_what_llava_mini_chat_prints(tmp_path, capsys):
+    """The zoo's trained llava-mini, exported: from the PNG and the question, through apply_chat_template,
+    the processor and generate(), the decoded answer is the line `llava-mini chat` prints."""
+    from llava_mini import cli, zoo
+
+    out = hf.export_hf(zoo.load("llava-mini"), TOK, tmp_path / "export")
+    processor = transformers.AutoProcessor.from_pretrained(out)
+    ref = transformers.LlavaForConditionalGeneration.from_pretrained(out).eval()
+    size = ref.config.vision_config.image_size
+    questions = {1100000: "What colour is the circle?", 1100001: "How many objects are there?",
+                 1100002: "Where is the square?", 1100003: "Describe the following image in detail."}
+    for seed, question in questions.items():
+        png = tmp_path / f"{seed}.png"
+        Image.fromarray(world.render(world.sample_scene(seed), size)).save(png)
+        assert cli.main(["chat", "--model", "llava-mini", "--image", str(png), question]) == 0
+        printed = capsys.readouterr().out
+        prompt = processor.apply_chat_template(messages([{"from": "human", "value": "<image>\n" + question}]),
+                                               add_generation_prompt=True)
+        inputs = processor(images=Image.open(png), text=prompt, return_tensors="pt")
+        generated = ref.generate(**inputs, max_new_tokens=160, do_sample=False)[0, inputs["input_ids"].shape[1]:]
+        assert printed == processor.decode(generated, skip_special_tokens=True).strip() + "\n", question
+
+
 def test_processor_ids_equal_segment_built_ids(exported, tmp_path):
     model, out = exported
     processor = transformers.AutoProcessor.from_pretrained(out)

@@ -1,0 +1,68 @@
+"""The `llava-mini` training-side commands: chat, accuracy, zoo, and their error messages."""
+
+import json
+
+import pytest
+
+from llava_mini import chat, cli, evaluate, recipe, world
+
+
+def run(capsys, *argv) -> tuple[int, str, str]:
+    code = cli.main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_chat_prints_only_the_answer(capsys):
+    question = "How many objects are there?"
+    code, out, err = run(capsys, "chat", "--model", "llava-mini", "--scene", "1100000", question)
+    assert code == 0 and err == ""
+    assert out == chat.Session.open("llava-mini", scene=1100000).ask(question) + "\n"
+    assert out.count("\n") == 1 and out.strip()
+
+
+def test_chat_answers_an_empty_question_once(capsys, monkeypatch):
+    monkeypatch.setattr("sys.stdin", None)  # reading standard input would fail: an empty question is a question
+    code, out, err = run(capsys, "chat", "--model", "llava-mini", "--scene", "1100001", "")
+    assert code == 0 and err == "" and out.count("\n") == 1
+
+
+def test_chat_reads_an_image_file(capsys, tmp_path):
+    from PIL import Image
+
+    path = tmp_path / "scene.png"
+    Image.fromarray(world.render(world.sample_scene(1100000), 48)).save(path)
+    code, out, _ = run(capsys, "chat", "--image", str(path), "How many objects are there?")
+    assert code == 0 and out == run(capsys, "chat", "--scene", "1100000", "How many objects are there?")[1]
+    Image.fromarray(world.render(world.sample_scene(1100000), 32)).save(path)
+    code, out, err = run(capsys, "chat", "--image", str(path), "Hi?")
+    assert code == 2 and out == "" and "32x32 px; this model reads 48x48" in err
+
+
+def test_accuracy_json_prints_exactly_one_object_with_the_issues_keys(capsys):
+    code, out, err = run(capsys, "accuracy", "--model", "llava-mini", "--split", "test", "--json", "--n", "5")
+    assert code == 0 and out.endswith("\n") and out.count("\n") == 1
+    result = json.loads(out)
+    assert tuple(result) == evaluate.JSON_KEYS and result["n"] == 5
+    assert all(0.0 <= result[k] <= 1.0 for k in evaluate.JSON_KEYS if k != "n" and result[k] is not None)
+    assert all(result[k] is not None for k in (*evaluate.SHORT_KEYS, "overall", "description", "reasoning"))
+
+
+@pytest.mark.parametrize("argv, message", [
+    (("chat", "--model", "no-such-model", "--scene", "1", "hi"), "no checkpoint 'no-such-model'"),
+    (("accuracy", "--model", "no-such-model", "--n", "5"), "no checkpoint 'no-such-model'"),
+    (("accuracy", "--model", "llava-mini", "--n", "0"), "n must be a positive number"),
+    (("chat", "--model", "clip-mini", "--scene", "1", "hi"), "'clip-mini' is a clip checkpoint"),
+    (("train", "--stage", "1", "--lm", "no-such-lm", "--out", "x"), "no checkpoint 'no-such-lm'"),
+    (("zoo", "build", "--only", "llava-maxi"), "unknown zoo names ['llava-maxi']"),
+])
+def test_errors_give_a_clear_message_and_a_nonzero_exit(capsys, argv, message):
+    code, out, err = run(capsys, *argv)
+    assert code != 0 and out == "" and message in err and err.startswith(f"llava-mini {argv[0]}: error:")
+
+
+def test_zoo_verify_and_list(capsys):
+    code, out, _ = run(capsys, "zoo", "verify")
+    assert code == 0 and out.startswith("7 checkpoints match the manifest")
+    code, out, _ = run(capsys, "zoo", "list")
+    assert code == 0 and sorted(line.split()[0] for line in out.splitlines()) == sorted(recipe.NAMES)

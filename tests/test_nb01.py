@@ -1,0 +1,227 @@
+"""Notebook 01's graders bite: the reference passes with one line, a stub is "not done yet", and each
+plausible wrong implementation is rejected with a message naming the exercise (tests/test_grading.py's
+pattern); the study-question key accepts the right choices in any spelling and rejects wrong sets."""
+
+import re
+
+import pytest
+
+from llava_mini import keys, teacher
+from llava_mini.grading import graders, nb01, rejects
+
+# --- exercise 1.1: a COCO box as a symbolic-context line --------------------------------------------
+
+
+def box_line(category, bbox, width, height):
+    x, y, w, h = bbox
+    corners = (x / width, y / height, (x + w) / width, (y + h) / height)
+    return f"{category}: [{', '.join(f'{v:.2f}' for v in corners)}]"
+
+
+def box_line_width_height(category, bbox, width, height):  # COCO's [x, y, w, h] copied as if it were corners
+    x, y, w, h = bbox
+    return f"{category}: [{', '.join(f'{v:.2f}' for v in (x / width, y / height, w / width, h / height))}]"
+
+
+def box_line_pixels(category, bbox, width, height):  # the corners, but never normalised
+    x, y, w, h = bbox
+    return f"{category}: [{', '.join(f'{v:.2f}' for v in (x, y, x + w, y + h))}]"
+
+
+def box_line_square_image(category, bbox, width, height):  # fine for ShapesWorld, wrong for COCO
+    x, y, w, h = bbox
+    return f"{category}: [{', '.join(f'{v:.2f}' for v in (x / width, y / width, (x + w) / width, (y + h) / width))}]"
+
+
+def box_line_rounded_not_formatted(category, bbox, width, height):  # 0.4, not 0.40
+    x, y, w, h = bbox
+    corners = (x / width, y / height, (x + w) / width, (y + h) / height)
+    return f"{category}: [{', '.join(str(round(v, 2)) for v in corners)}]"
+
+
+def box_line_rows_first(category, bbox, width, height):  # [y1, x1, y2, x2], a row-major habit
+    x, y, w, h = bbox
+    corners = (y / height, x / width, (y + h) / height, (x + w) / width)
+    return f"{category}: [{', '.join(f'{v:.2f}' for v in corners)}]"
+
+
+# --- exercise 1.2: a conversation generator with definite answers -----------------------------------
+
+
+def definite_turns(context):
+    things = teacher.read(context)
+    turns = [("How many objects are there?", str(len(things)))]
+    for t in things:
+        if [u.shape for u in things].count(t.shape) == 1:
+            turns.append((f"What colour is the {t.shape}?", t.colour))
+    for t in things:
+        if [(u.colour, u.shape) for u in things].count((t.colour, t.shape)) == 1:
+            turns.append((f"Where is the {t.colour} {t.shape}?", t.position))
+    return turns
+
+
+def turns_every_object(context):  # "What colour is the circle?" with two circles in the scene
+    colour = [(f"What colour is the {t.shape}?", t.colour) for t in teacher.read(context)]
+    return [t for t in definite_turns(context) if not t[0].startswith("What colour")] + colour
+
+
+def turns_count_captions(context):  # five captions, whatever the scene
+    return [("How many objects are there?", str(len(context.captions)))] + definite_turns(context)[1:]
+
+
+def turns_position_by_shape(context):  # a shorter reference that is no longer unique
+    return [(f"Where is the {q.split()[-1]}" if q.startswith("Where") else q, a) for q, a in definite_turns(context)]
+
+
+def turns_pair_unique_for_colour(context):  # the colour question guarded by the pair, not by the shape
+    things = teacher.read(context)
+    pairs = [(u.colour, u.shape) for u in things]
+    colour = [(f"What colour is the {t.shape}?", t.colour) for t in things if pairs.count((t.colour, t.shape)) == 1]
+    return [t for t in definite_turns(context) if not t[0].startswith("What colour")] + colour
+
+
+def turns_count_in_words(context):
+    words = {"1": "one", "2": "two", "3": "three"}
+    return [(q, words[a]) if q.startswith("How many") else (q, a) for q, a in definite_turns(context)]
+
+
+# --- exercise 1.3: the verification filter -----------------------------------------------------------
+
+EXISTENCE = re.compile(r"Is there a (\w+) (\w+)\?")
+
+
+def _claims(record):
+    """(colour, shape, answer) of every existence question of a record."""
+    turns = record["conversations"]
+    for question, answer in zip(turns[::2], turns[1::2]):
+        match = EXISTENCE.fullmatch(question["value"].removeprefix("<image>\n"))
+        if match:
+            yield match[1], match[2], answer["value"]
+
+
+def verified(record, context):
+    present = {(t.colour, t.shape) for t in teacher.read(context)}
+    return all((answer == "yes") == ((colour, shape) in present) for colour, shape, answer in _claims(record))
+
+
+def verified_colour_and_shape_apart(record, context):  # the binding error: a red something and a square somewhere
+    things = teacher.read(context)
+    colours, shapes = {t.colour for t in things}, {t.shape for t in things}
+    return all((answer == "yes") == (colour in colours and shape in shapes)
+               for colour, shape, answer in _claims(record))
+
+
+def verified_only_yes(record, context):  # hunts made-up objects only; a false "no" slips through
+    present = {(t.colour, t.shape) for t in teacher.read(context)}
+    return all((colour, shape) in present for colour, shape, answer in _claims(record) if answer == "yes")
+
+
+def verified_skips_first_turn(record, context):  # startswith misses "<image>\nIs there a ...?"
+    present = {(t.colour, t.shape) for t in teacher.read(context)}
+    turns = record["conversations"]
+    for question, answer in zip(turns[::2], turns[1::2]):
+        if question["value"].startswith("Is there a "):
+            colour, shape = question["value"][len("Is there a "):-1].split()
+            if (answer["value"] == "yes") != ((colour, shape) in present):
+                return False
+    return True
+
+
+def verified_drops_every_yes(record, context):  # "yes" answers are where the teacher lies, so drop them all
+    return all(answer == "no" for _, _, answer in _claims(record))
+
+
+def verified_captions_only(record, context):  # right: the captions name every object too
+    text = " ".join(context.captions)
+    return all((answer == "yes") == (f"{colour} {shape}" in text) for colour, shape, answer in _claims(record))
+
+
+# --- study question 9 ---------------------------------------------------------------------------------
+
+
+def answer_study_q9():
+    return "a, c, e, g"
+
+
+def q9_fluency_filter():
+    return "acdeg"
+
+
+def q9_gpt4_is_clean():
+    return "abceg"
+
+
+def q9_without_cooccurrence():
+    return "aeg"
+
+
+RIGHT = {
+    "exercise 1.1": box_line,
+    "exercise 1.2": definite_turns,
+    "exercise 1.3": verified,
+    "study question 9": answer_study_q9,
+}
+WRONG = {
+    "exercise 1.1": [box_line_width_height, box_line_pixels, box_line_square_image, box_line_rounded_not_formatted,
+                     box_line_rows_first],
+    "exercise 1.2": [turns_every_object, turns_count_captions, turns_position_by_shape, turns_pair_unique_for_colour,
+                     turns_count_in_words],
+    "exercise 1.3": [verified_colour_and_shape_apart, verified_only_yes, verified_skips_first_turn,
+                     verified_drops_every_yes],
+    "study question 9": [q9_fluency_filter, q9_gpt4_is_clean, q9_without_cooccurrence],
+}
+NB01 = graders("llava_mini.grading.nb01")
+
+
+def test_every_grader_has_right_and_wrong_implementations():
+    assert set(NB01) == set(RIGHT) == set(WRONG)
+    assert all(len(fns) >= 3 for fns in WRONG.values())
+
+
+@pytest.mark.parametrize("label", sorted(RIGHT))
+def test_right_answer_prints_one_fixed_line(label, capsys):
+    NB01[label](RIGHT[label])
+    assert capsys.readouterr().out == f"{label} passed\n"
+
+
+@pytest.mark.parametrize("label, wrong", [(k, f) for k, fns in WRONG.items() for f in fns],
+                         ids=lambda v: getattr(v, "__name__", v))
+def test_wrong_implementation_is_rejected(label, wrong):
+    assert rejects(NB01[label], wrong).startswith(f"{label} is not right yet: ")
+
+
+@pytest.mark.parametrize("label", sorted(RIGHT))
+def test_stub_is_not_done_yet(label):
+    def stub(*args, **kwargs):
+        raise NotImplementedError()
+
+    with pytest.raises(AssertionError, match=f"^{label} is not done yet: implement \\w+ in the cell above$"):
+        NB01[label](stub)
+
+
+def test_hints_name_the_mistake():
+    assert "[x, y, width, height]" in rejects(nb01.check_box_line, box_line_width_height)
+    assert "not pixels" in rejects(nb01.check_box_line, box_line_pixels)
+    assert "rarely square" in rejects(nb01.check_box_line, box_line_square_image)
+    assert "exactly two decimals" in rejects(nb01.check_box_line, box_line_rounded_not_formatted)
+    assert "x (horizontal) first" in rejects(nb01.check_box_line, box_line_rows_first)
+    assert "has no definite answer" in rejects(nb01.check_definite_turns, turns_every_object)
+    assert "always five captions" in rejects(nb01.check_definite_turns, turns_count_captions)
+    assert "has no definite answer" in rejects(nb01.check_definite_turns, turns_position_by_shape)
+    assert "has no definite answer" in rejects(nb01.check_definite_turns, turns_pair_unique_for_colour)
+    assert "in digits" in rejects(nb01.check_definite_turns, turns_count_in_words)
+    assert "same object" in rejects(nb01.check_verified, verified_colour_and_shape_apart)
+    assert "'<image>\\n'" in rejects(nb01.check_verified, verified_skips_first_turn)
+    assert "a 'no' contradicts" in rejects(nb01.check_verified, verified_only_yes)
+    assert "both claims agree with the boxes" in rejects(nb01.check_verified, verified_drops_every_yes)
+
+
+def test_a_filter_that_reads_the_captions_is_right_too():
+    nb01.check_verified(verified_captions_only)
+
+
+def test_study_q9_key_accepts_any_spelling_and_rejects_near_misses():
+    for spelling in ("aceg", "A, C, E, G", ["g", "e", "c", "a"], "gace"):
+        assert keys.check_answer("nb01.study_q9", spelling)
+    for wrong in ("ace", "aceg h", "acegh", "abcdefgh", ""):
+        assert not keys.check_answer("nb01.study_q9", wrong)

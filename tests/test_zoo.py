@@ -1,0 +1,129 @@
+"""The zoo: save/load with components, the manifest's hashes, and the shipped checkpoints' metrics."""
+
+import json
+
+import pytest
+import torch
+
+from llava_mini import evaluate, jobs, recipe, zoo
+from llava_mini.clip import ClipMini, TextConfig
+from llava_mini.lm import LanguageModel, LMConfig
+from llava_mini.tokenizer import load_tokenizer
+from llava_mini.vision import VisionConfig
+
+MIB = 1024 * 1024
+
+
+def tiny_parts(vocab_size: int):
+    torch.manual_seed(0)
+    clip = ClipMini(VisionConfig(image_size=48, patch_size=16, width=16, layers=2, heads=2),
+                    TextConfig(vocab_size, dim=16, layers=1), embed_dim=8)
+    lm = LanguageModel(LMConfig(vocab_size, dim=32, layers=1, heads=2))
+    return clip, lm
+
+
+def test_round_trip_with_components(tmp_path):
+    tokenizer = load_tokenizer()
+    clip, lm = tiny_parts(len(tokenizer))
+    zoo.save("clip-t", clip, {"kind": "clip", "vision": clip.vision.config.__dict__,
+                              "text": clip.text_config.__dict__, "embed_dim": 8}, root=tmp_path)
+    zoo.save("lm-t", lm, {"kind": "lm", "lm": lm.config.__dict__}, root=tmp_path)
+    model = jobs.assemble(clip.vision, lm)
+    torch.nn.init.normal_(model.projector.weight)
+    zoo.save("llava-t", model, {"kind": "llava", "llava": model.config.to_dict()}, root=tmp_path,
+             components={"vision": "clip-t", "lm": "lm-t"})
+    stored = zoo.load_file(tmp_path / "llava-t" / "model.safetensors")
+    assert set(stored) == {"projector.weight", "projector.bias"}  # like LLaVA's mm_projector.bin
+    for loaded in (zoo.load("llava-t", root=tmp_path), zoo.load(str(tmp_path / "llava-t"))):
+        assert not loaded.training
+        for name, value in model.state_dict().items():
+            assert torch.equal(value, loaded.state_dict()[name]), name
+    assert zoo.names(tmp_path) == ["clip-t", "llava-t", "lm-t"]
+    with pytest.raises(KeyError, match="no checkpoint 'nope'.*clip-t, llava-t, lm-t"):
+        zoo.load("nope", root=tmp_path)
+
+
+def test_verify_detects_a_modified_file(tmp_path):
+    _, lm = tiny_parts(20)
+    zoo.save("lm-t", lm, {"kind": "lm", "lm": lm.config.__dict__}, root=tmp_path)
+    zoo.record("lm-t", {"steps": 1}, {"loss": 1.0}, root=tmp_path)
+    assert zoo.verify(tmp_path) == []
+    manifest = zoo.read_manifest(tmp_path)
+    assert set(manifest["lm-t"]["files"]) == {"config.json", "model.safetensors"}
+    path = tmp_path / "lm-t" / "model.safetensors"
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 1
+    path.write_bytes(bytes(data))
+    assert zoo.verify(tmp_path) == ["lm-t/model.safetensors"]
+    path.unlink()
+    assert zoo.verify(tmp_path) == ["lm-t/model.safetensors"]
+
+
+def test_the_shipped_zoo_is_complete_small_and_unmodified():
+    manifest = zoo.read_manifest()
+    assert sorted(manifest) == sorted(recipe.NAMES) == zoo.names()
+    assert zoo.verify() == []
+    for name in manifest:
+        for path in (zoo.ZOO_DIR / name).iterdir():
+            assert path.stat().st_size < 8 * MIB, path
+
+
+def shipped_llava_names() -> list[str]:
+    return [name for name, entry in zoo.read_manifest().items() if "accuracy_quick" in entry["metrics"]]
+
+
+@pytest.mark.parametrize("name", shipped_llava_names())
+def test_shipped_checkpoint_reproduces_its_quick_accuracy(name):
+    """Re-evaluate a shipped checkpoint on the manifest's seeds and n, on the build's thread count: the same
+    numbers as at build time (greedy decoding)."""
+    recorded = zoo.read_manifest()[name]["metrics"]["accuracy_quick"]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(recipe.BUILD_THREADS)
+    try:
+        result = evaluate.accuracy(zoo.load(name), load_tokenizer(), recorded["split"], recorded["n"], recorded["seed"])
+    finally:
+        torch.set_num_threads(threads)
+    again = {key: round(result[key], 4) if isinstance(result[key], float) else result[key]
+             for key in evaluate.JSON_KEYS}
+    assert again == {key: recorded[key] for key in evaluate.JSON_KEYS}, json.dumps(again)
+
+
+def passing_metrics() -> dict:
+    accuracy = {key: 0.97 for key in evaluate.JSON_KEYS}
+    return {"clip-mini": {"probe_shape": {"small": 0.96, "large": 0.99},
+                          "probe_shape_random_init": {"small": 0.60, "large": 0.70}},
+            "llava-mini": {"accuracy": accuracy, "seconds": 100},
+            "llava-mini-stage1": {"accuracy": {**accuracy, "overall": 0.5}, "seconds": 50},
+            "llava-mini-conv-only": {"accuracy": {**accuracy, "description": 0.5, "reasoning": 0.6}, "seconds": 100}}
+
+
+@pytest.mark.parametrize("name, path, value, target", [
+    ("clip-mini", ("probe_shape", "small"), 0.94, "clip-mini shape probe, small objects >= 0.95"),
+    ("clip-mini", ("probe_shape_random_init", "large"), 0.80, "clip-mini shape probe, large objects >= random"),
+    ("llava-mini", ("accuracy", "relation"), 0.949, "llava-mini relation >= 0.95"),
+    ("llava-mini-stage1", ("accuracy", "overall"), 0.78, "llava-mini-stage1 overall"),
+    ("llava-mini-conv-only", ("accuracy", "reasoning"), 0.88, "llava-mini-conv-only reasoning"),
+    ("llava-mini", ("seconds",), 121, "llava-mini trains in <= 120 s"),
+    ("clip-mini", ("build_seconds",), 601, "zoo build, evaluation included, in <= 600 s"),
+])
+def test_gates_flag_exactly_the_target_that_is_missed(name, path, value, target):
+    metrics = passing_metrics()
+    assert all(met for _, _, met in recipe.gates(metrics))
+    entry = metrics[name]
+    for key in path[:-1]:
+        entry = entry[key]
+    entry[path[-1]] = value
+    missed = [row for row in recipe.gates(metrics) if not row[2]]
+    assert len(missed) == 1 and missed[0][0].startswith(target), missed
+
+
+@pytest.mark.slow
+def test_zoo_build_reproduces_the_shipped_metrics(tmp_path):
+    """The whole recipe, rebuilt from scratch into a temporary zoo on 2 threads, gives the shipped zoo's
+    measurements: the checkpoints are what `llava-mini zoo build` makes. (Whether they meet the issue's
+    targets is `llava-mini zoo gates`, reported in the README.)"""
+    recipe.build_zoo(root=tmp_path, log=None)
+    assert sorted(zoo.read_manifest(tmp_path)) == sorted(recipe.NAMES) and zoo.verify(tmp_path) == []
+    shipped, rebuilt = zoo.read_manifest(), zoo.read_manifest(tmp_path)
+    for name in recipe.NAMES:
+        assert rebuilt[name]["files"] == shipped[name]["files"], name
