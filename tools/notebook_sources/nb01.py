@@ -527,8 +527,7 @@ md(r"""
 The measurement: POPE-style questions about 300 test scenes, greedy answers, and the share of answers that are "yes"
 for each kind of question. For an object that is there, "yes" is right (the higher the better); for an absent one,
 every "yes" is a hallucination. For scale, the same questions also go to the zoo's `llava-mini-conv-only`: stage 2
-on clean conversations with the full recipe (`recipe.STAGE2_TRAIN`, more scenes and more steps), a student that had
-time to learn to see.
+on clean conversations with the full recipe (`recipe.STAGE2_TRAIN`, more scenes and more steps).
 """)
 
 code(r"""
@@ -575,7 +574,25 @@ for name, values in rates.items():
 """, pending="print")
 
 md(r"""
-SQ9_DISCUSSION
+**What the table shows.** Read each row across first. A student that *sees* says "yes" to the present object and
+"no" to both absent ones; these students give (nearly) the same answer in all three columns. Half a minute of
+stage 2 from the stage-1 model does not teach a 1.2-million-parameter model to find an object among the nine
+visual tokens — and the zoo's conversation model, trained longer, does not separate the columns either (the zoo's
+measured existence accuracy is in notebook 00; reaching the course's 95% target is still open work).
+
+Now read down. What a blind student *does* learn is the answer balance of its data. The teacher's made-up objects
+raised the share of "yes" among existence answers (the table of the three training sets above), every made-up
+object arriving as a "yes", and a student that cannot check the image answers with whatever its data said most
+often — so the p = 0.3 student says "yes" to absent objects far more often than the clean one. That is study
+question 9 in its barest form: where a model cannot check a claim against the image, it learns the teacher's
+claims, biases included, and repeats them with the teacher's confidence. The verification filter re-derives every
+existence claim from the boxes, drops exactly the records with a made-up object (and no clean one), restores the
+clean answer balance, and with it the clean student's behaviour.
+
+Two cautions. One short run per setting: the pattern is the result, not the decimals. And a student that could see
+would show the bias differently — as "yes" on the co-occurring absent partner (the right column) more often than on
+a random absent object, POPE's adversarial setting; the teacher's made-up objects are concentrated on those partners
+(the first table of this section), which is why the filter matters most there.
 """, pending="*(PENDING ZOO: the discussion of these measurements is written once the trained zoo is committed.)*")
 
 md(r"""

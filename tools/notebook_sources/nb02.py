@@ -554,7 +554,17 @@ for attribute, values in accuracy.items():
 """, pending="print")
 
 md(r"""
-PROBE_DISCUSSION
+**What the curves say.** Colour is read perfectly at every layer: it is the mean of a patch's pixels, and a linear
+map of the pixels has it from the start. Shape is the interesting one. Even the embedding layer (`emb`, a linear map
+of the raw patch plus a position) reads it almost as well as the blocks do, because at 48 px with 16-px patches one
+patch *is* one object; what training bought is the gap between `clip-mini` and the untrained ViT (grey square),
+which comes from CLIP's twin negatives forcing shape into the features (section 5). And the last block does **not**
+lose it here: the curve is flat to the end.
+
+So this toy does not reproduce the paper's *hypothesis* that the last layer is "more global and abstract" and worse
+for local detail — with four blocks and nine patches there is little room for that. The reason to skip the last
+block that *does* hold, here and in CLIP ViT-L/14, is the mechanical one of the next section: nothing in CLIP's loss
+ever asks the last block's patch outputs to be useful.
 """, pending="*(PENDING ZOO: the discussion of the probe curves is written once the trained zoo is committed.)*")
 
 md(r"""
@@ -825,7 +835,13 @@ print(f"{'guessing the most frequent count':>34} | {torch.bincount(y_test).max()
 """, pending="print")
 
 md(r"""
-VISUAL_TOKEN_DISCUSSION
+**What the three tests say.** First, a visual token is not a word: its nearest word embedding is about as close as
+words are to one another, yet its length is of a different order of magnitude altogether (the median lengths
+above). The language model reads it anyway — attention and RMSNorm do not need it to look like a word. Second, the
+nearest word is the object's colour or shape for only a minority of object patches, and the most frequent nearest
+words include punctuation and relation words: $W$ was trained to make the LLM *write the right caption*, not to
+make each token *be* a word. Third, a patch with nothing in it knows how many objects the scene holds once the
+blocks have mixed the patches — a visual token is a summary of its patch *in context*, which no single word is.
 """, pending="*(PENDING ZOO: the discussion of these measurements is written once the trained zoo is committed.)*")
 
 md(r"""
@@ -864,8 +880,8 @@ replaces the placeholder id −200 by the features; so (h), a discrete codebook,
 sequence positions and are read by the same attention as words, which is all an unmodified LLM needs; (f) each one is
 contextual: an empty patch's token at `hidden_states[-2]` predicts how many objects the whole scene holds, which the
 same patch at the embedding layer cannot. False: (a) and (e) — the nearest word embedding is usually not the patch's
-colour or shape, and visual tokens are less close to any word than words are to each other; (g) their norms differ
-from the word embeddings'; (c) image positions take no loss (their labels are −100, notebook 05), so the LLM never
+colour or shape (the second test), and being near a word does not make a vector a word; (g) their norms differ from
+the word embeddings' by orders of magnitude (the first test); (c) image positions take no loss (their labels are −100, notebook 05), so the LLM never
 predicts or generates them. So "a sentence of tokens" is an oversimplification: it is a sequence of soft prompts in
 the word-embedding space, each a dense, mixed summary of its patch and its context, that the LLM learned to read
 (stage 1 aligns them, stage 2 teaches the LLM to use them), not a string of words.
