@@ -13,6 +13,8 @@ import numpy as np
 import pytest
 import torch
 
+from grader_contract import grader_contract
+
 from llava_mini import keys
 from llava_mini.cli import main
 from llava_mini.grading import demo, expect_close, expect_type, grader, graders, rejects
@@ -79,33 +81,9 @@ WRONG = {
     "exercise 0.2": [labels_mask_inverted, labels_zero_not_ignore, labels_in_place],
     "study question 1": [answer_one_letter, answer_all_letters, answer_not_letters],
 }
-DEMO = graders("llava_mini.grading.demo")
-
-
-def test_every_grader_has_right_and_wrong_implementations():
-    assert set(DEMO) == set(RIGHT) == set(WRONG)
-    assert all(len(fns) >= 2 for fns in WRONG.values())
-
-
-@pytest.mark.parametrize("label", sorted(RIGHT))
-def test_right_answer_prints_one_fixed_line(label, capsys):
-    DEMO[label](RIGHT[label])
-    assert capsys.readouterr().out == f"{label} passed\n"
-
-
-@pytest.mark.parametrize("label, wrong", [(k, f) for k, fns in WRONG.items() for f in fns],
-                         ids=lambda v: getattr(v, "__name__", v))
-def test_wrong_implementation_is_rejected(label, wrong):
-    assert rejects(DEMO[label], wrong).startswith(f"{label} is not right yet: ")
-
-
-@pytest.mark.parametrize("label", sorted(RIGHT))
-def test_stub_is_not_done_yet(label):
-    def stub(*args):
-        raise NotImplementedError()
-
-    with pytest.raises(AssertionError, match=f"^{label} is not done yet: implement \\w+ in the cell above$"):
-        DEMO[label](stub)
+(test_every_grader_has_right_and_wrong_implementations, test_right_answer_prints_one_fixed_line,
+ test_wrong_implementation_is_rejected, test_stub_is_not_done_yet) = grader_contract("llava_mini.grading.demo",
+                                                                                     RIGHT, WRONG, min_wrong=2)
 
 
 def test_a_crash_or_a_library_gap_in_learner_code_names_the_exercise():

@@ -5,7 +5,9 @@ pattern); the study-question key accepts the right choices in any spelling and r
 import pytest
 
 from llava_mini import keys
-from llava_mini.grading import graders, nb00, rejects
+from grader_contract import grader_contract
+
+from llava_mini.grading import nb00, rejects
 from llava_mini.tokenizer import SYSTEM_PROMPT
 
 # --- exercise 0.1 ----------------------------------------------------------------------------------
@@ -135,33 +137,9 @@ WRONG = {
                      prompt_image_every_turn, prompt_without_stop, prompt_vicuna_v0],
     "study question 1": [answer_architecture_myth, answer_gpt4_saw_images, answer_too_few],
 }
-NB00 = graders("llava_mini.grading.nb00")
-
-
-def test_every_grader_has_right_and_wrong_implementations():
-    assert set(NB00) == set(RIGHT) == set(WRONG)
-    assert all(len(fns) >= 2 for fns in WRONG.values())
-
-
-@pytest.mark.parametrize("label", sorted(RIGHT))
-def test_right_answer_prints_one_fixed_line(label, capsys):
-    NB00[label](RIGHT[label])
-    assert capsys.readouterr().out == f"{label} passed\n"
-
-
-@pytest.mark.parametrize("label, wrong", [(k, f) for k, fns in WRONG.items() for f in fns],
-                         ids=lambda v: getattr(v, "__name__", v))
-def test_wrong_implementation_is_rejected(label, wrong):
-    assert rejects(NB00[label], wrong).startswith(f"{label} is not right yet: ")
-
-
-@pytest.mark.parametrize("label", sorted(RIGHT))
-def test_stub_is_not_done_yet(label):
-    def stub(*args, **kwargs):
-        raise NotImplementedError()
-
-    with pytest.raises(AssertionError, match=f"^{label} is not done yet: implement \\w+ in the cell above$"):
-        NB00[label](stub)
+(test_every_grader_has_right_and_wrong_implementations, test_right_answer_prints_one_fixed_line,
+ test_wrong_implementation_is_rejected, test_stub_is_not_done_yet) = grader_contract("llava_mini.grading.nb00",
+                                                                                     RIGHT, WRONG, min_wrong=2)
 
 
 def test_hints_say_what_to_fix():

@@ -4,10 +4,11 @@ pattern); the study-question key accepts the right choices in any spelling and r
 
 import re
 
-import pytest
 
 from llava_mini import keys, teacher
-from llava_mini.grading import graders, nb01, rejects
+from grader_contract import grader_contract
+
+from llava_mini.grading import nb01, rejects
 
 # --- exercise 1.1: a COCO box as a symbolic-context line --------------------------------------------
 
@@ -170,33 +171,9 @@ WRONG = {
                      verified_drops_every_yes],
     "study question 9": [q9_fluency_filter, q9_gpt4_is_clean, q9_without_cooccurrence],
 }
-NB01 = graders("llava_mini.grading.nb01")
-
-
-def test_every_grader_has_right_and_wrong_implementations():
-    assert set(NB01) == set(RIGHT) == set(WRONG)
-    assert all(len(fns) >= 3 for fns in WRONG.values())
-
-
-@pytest.mark.parametrize("label", sorted(RIGHT))
-def test_right_answer_prints_one_fixed_line(label, capsys):
-    NB01[label](RIGHT[label])
-    assert capsys.readouterr().out == f"{label} passed\n"
-
-
-@pytest.mark.parametrize("label, wrong", [(k, f) for k, fns in WRONG.items() for f in fns],
-                         ids=lambda v: getattr(v, "__name__", v))
-def test_wrong_implementation_is_rejected(label, wrong):
-    assert rejects(NB01[label], wrong).startswith(f"{label} is not right yet: ")
-
-
-@pytest.mark.parametrize("label", sorted(RIGHT))
-def test_stub_is_not_done_yet(label):
-    def stub(*args, **kwargs):
-        raise NotImplementedError()
-
-    with pytest.raises(AssertionError, match=f"^{label} is not done yet: implement \\w+ in the cell above$"):
-        NB01[label](stub)
+(test_every_grader_has_right_and_wrong_implementations, test_right_answer_prints_one_fixed_line,
+ test_wrong_implementation_is_rejected, test_stub_is_not_done_yet) = grader_contract("llava_mini.grading.nb01",
+                                                                                     RIGHT, WRONG)
 
 
 def test_hints_name_the_mistake():

@@ -10,7 +10,9 @@ import torch.nn.functional as F
 from einops import rearrange
 
 from llava_mini import keys
-from llava_mini.grading import graders, nb02, rejects
+from grader_contract import grader_contract
+
+from llava_mini.grading import nb02, rejects
 
 # --- exercise 2.1: patchify ------------------------------------------------------------------------
 
@@ -219,33 +221,9 @@ WRONG = {
     "study question 16": [q16_last_block_untrained, q16_minus_two_is_second_block, q16_without_mean_pool],
     "study question 14": [q14_one_word_per_token, q14_lm_predicts_visual_tokens, q14_no_context_mixing],
 }
-NB02 = graders("llava_mini.grading.nb02")
-
-
-def test_every_grader_has_right_and_wrong_implementations():
-    assert set(NB02) == set(RIGHT) == set(WRONG)
-    assert all(len(fns) >= 3 for fns in WRONG.values())
-
-
-@pytest.mark.parametrize("label", sorted(RIGHT))
-def test_right_answer_prints_one_fixed_line(label, capsys):
-    NB02[label](RIGHT[label])
-    assert capsys.readouterr().out == f"{label} passed\n"
-
-
-@pytest.mark.parametrize("label, wrong", [(k, f) for k, fns in WRONG.items() for f in fns],
-                         ids=lambda v: getattr(v, "__name__", v))
-def test_wrong_implementation_is_rejected(label, wrong):
-    assert rejects(NB02[label], wrong).startswith(f"{label} is not right yet: ")
-
-
-@pytest.mark.parametrize("label", sorted(RIGHT))
-def test_stub_is_not_done_yet(label):
-    def stub(*args, **kwargs):
-        raise NotImplementedError()
-
-    with pytest.raises(AssertionError, match=f"^{label} is not done yet: implement \\w+ in the cell above$"):
-        NB02[label](stub)
+(test_every_grader_has_right_and_wrong_implementations, test_right_answer_prints_one_fixed_line,
+ test_wrong_implementation_is_rejected, test_stub_is_not_done_yet) = grader_contract("llava_mini.grading.nb02",
+                                                                                     RIGHT, WRONG)
 
 
 def test_hints_name_the_mistake():

@@ -2,11 +2,12 @@
 plausible wrong implementation is rejected with a message naming the exercise (tests/test_grading.py's
 pattern)."""
 
-import pytest
 import torch
 import torch.nn.functional as F
 
-from llava_mini.grading import graders, nb03, rejects
+from grader_contract import grader_contract
+
+from llava_mini.grading import nb03, rejects
 
 # --- exercise 3.1: the causal mask -----------------------------------------------------------------
 
@@ -213,33 +214,9 @@ WRONG = {
                      segments_tag_supervised, segments_stop_unsupervised, segments_space_in_tag,
                      segments_ignore_empty_system],
 }
-NB03 = graders("llava_mini.grading.nb03")
-
-
-def test_every_grader_has_right_and_wrong_implementations():
-    assert set(NB03) == set(RIGHT) == set(WRONG)
-    assert all(len(fns) >= 3 for fns in WRONG.values())
-
-
-@pytest.mark.parametrize("label", sorted(RIGHT))
-def test_right_answer_prints_one_fixed_line(label, capsys):
-    NB03[label](RIGHT[label])
-    assert capsys.readouterr().out == f"{label} passed\n"
-
-
-@pytest.mark.parametrize("label, wrong", [(k, f) for k, fns in WRONG.items() for f in fns],
-                         ids=lambda v: getattr(v, "__name__", v))
-def test_wrong_implementation_is_rejected(label, wrong):
-    assert rejects(NB03[label], wrong).startswith(f"{label} is not right yet: ")
-
-
-@pytest.mark.parametrize("label", sorted(RIGHT))
-def test_stub_is_not_done_yet(label):
-    def stub(*args, **kwargs):
-        raise NotImplementedError()
-
-    with pytest.raises(AssertionError, match=f"^{label} is not done yet: implement \\w+ in the cell above$"):
-        NB03[label](stub)
+(test_every_grader_has_right_and_wrong_implementations, test_right_answer_prints_one_fixed_line,
+ test_wrong_implementation_is_rejected, test_stub_is_not_done_yet) = grader_contract("llava_mini.grading.nb03",
+                                                                                     RIGHT, WRONG)
 
 
 def test_hints_name_the_mistake():
