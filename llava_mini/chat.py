@@ -20,7 +20,7 @@ from llava_mini.tokenizer import load_tokenizer
 
 def read_image(path: str, size: int) -> np.ndarray:
     """A PNG as an RGB uint8 array (size, size, 3); refuses other sizes rather than resizing silently."""
-    image = np.asarray(Image.open(path).convert("RGB"))
+    image = np.array(Image.open(path).convert("RGB"))  # a writable copy, as torch.from_numpy wants
     if image.shape[:2] != (size, size):
         raise ValueError(f"{path} is {image.shape[1]}x{image.shape[0]} px; this model reads {size}x{size} images")
     return image
