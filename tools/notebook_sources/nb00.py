@@ -4,46 +4,17 @@ Usage: python nb00.py [--model NAME_OR_PATH --stage1 NAME_OR_PATH --out PATH]  (
 """
 
 import argparse
+import sys
+from pathlib import Path
 
-import nbformat
-from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from nbtools import code, md, write  # noqa: E402
 
 ap = argparse.ArgumentParser()
 ap.add_argument("--model", default="llava-mini")
 ap.add_argument("--stage1", default="llava-mini-stage1")
 ap.add_argument("--out", default="solutions/00_orientation.ipynb")
-ap.add_argument("--pending", action="store_true", help="the zoo is not shipped yet: guard the cells that need it")
 args = ap.parse_args()
-
-cells = []
-
-
-def md(text):
-    cells.append(new_markdown_cell(text.strip("\n")))
-
-
-PENDING = "PENDING ZOO: the shipped `llava-mini` checkpoint is not in the repository yet; this cell runs once it is"
-NEEDS_ZOO = ("chat_about(1_", "stage1_model = zoo.load", "manifest = zoo.read_manifest()")
-
-
-def code(text, *tags):
-    text = text.strip("\n")
-    if args.pending and text.startswith(NEEDS_ZOO):
-        text = "if not ZOO_READY:\n    print(" + repr(PENDING) + ")\nelse:\n" + "\n".join(
-            ("    " + line) if line else line for line in text.split("\n"))
-    if args.pending and text.startswith("model = zoo.load"):
-        text = ("ZOO_READY = " + repr(args.model) + " in zoo.names()\n"
-                "if ZOO_READY:\n    model = zoo.load(" + repr(args.model) + ")\n"
-                "else:  # PENDING ZOO: the same architecture, untrained, so that the shapes below are the real ones\n"
-                "    from llava_mini import jobs, recipe\n    from llava_mini.lm import LanguageModel, LMConfig\n"
-                "    from llava_mini.vision import VisionTower\n\n"
-                "    model = jobs.assemble(VisionTower(recipe.VISION), LanguageModel(LMConfig(len(tokenizer)))).eval()\n"
-                "    print('PENDING ZOO: an untrained stand-in with the architecture of llava-mini')\n"
-                + "\n".join(text.split("\n")[1:]))
-    cell = new_code_cell(text)
-    if tags:
-        cell.metadata["tags"] = list(tags)
-    cells.append(cell)
 
 
 md(r"""
@@ -116,14 +87,6 @@ The package ships a small **zoo** of trained checkpoints. `llava-mini` is the en
 vision encoder pre-trained CLIP-style on ShapesWorld, a small Llama-architecture language model pre-trained on
 ShapesWorld text, and the projection $W$ that joins them, trained in LLaVA's two stages. Let us load it and look
 inside. The three parts are named after the paper's symbols: `vision` is $g$, `projector` is $W$, `lm` is $f_\phi$.
-""")
-
-if args.pending:
-    md(r"""
-> **Pending: the zoo.** This copy of the notebook was executed before the shipped checkpoints (`llava_mini/zoo/`)
-> were committed. The cells that need `llava-mini` print a `PENDING ZOO` line instead of chatting, and sections 2–8
-> use an *untrained* model of the same architecture (every shape and count printed there is the real one). The
-> final version loads `zoo.load("llava-mini")` and shows the chats.
 """)
 
 code(f"""
@@ -645,8 +608,7 @@ Why it matters: it carried "instruction tuning with machine-generated data" from
 recipe (align a projector, then instruction-tune) became the template most open vision-language models follow
 (LLaVA-1.5 keeps the skeleton, with an MLP projector and 665K mixed data); and it gave the community a cheap,
 reproducible baseline.
-""")
-cells[-1].metadata["tags"] = ["solution-only"]
+""", "solution-only")
 
 md(r"""
 ## Questionnaire
@@ -659,18 +621,13 @@ again.
 2. In stage 1 the LLM is frozen, yet the loss is computed by the LLM. How does the gradient reach $W$? (Notebook 05.)
 3. `llava-mini` spends 9 tokens per image, LLaVA-1.5 576. What would you expect to happen to a question about the
    *position* of a shape if the 9 tokens were averaged into one? (Notebooks 04 and 09; study question 14.)
-4. The stage-1 model captions instead of answering. Is that a failure of the vision side, of $W$, or of the language
-   model? How would you find out?
+4. Suppose a stage-1 model captions instead of answering. Is that a failure of the vision side, of $W$, or of the
+   language model? How would you find out?
 5. LLaVA-Bench's 85.1% is relative to a text-only GPT-4 that reads the *annotations*. Can a model exceed 100%? What
    would that tell you? (Notebook 08; study question 6.)
 6. Flamingo keeps the LM exactly unchanged at initialisation (tanh gates at 0); LLaVA's stage 2 changes the whole LM.
    What does each design risk? (Study questions 4 and 11.)
 """)
 
-nb = new_notebook(cells=cells)
-nb.metadata = {
-    "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
-    "language_info": {"name": "python"},
-}
-nbformat.write(nb, args.out)
-print("wrote", args.out, len(cells), "cells")
+write(args.out)
+print("wrote", args.out)

@@ -521,7 +521,7 @@ for name, rows in arms.items():
     students[name], losses = finetune(rows)
     print(f"{name:>18}: {STEPS} steps, loss of the last 10 steps {np.mean(losses[-10:]):.2f}")
 print(f"(the zoo's full stage 2 runs {recipe.STAGE2_TRAIN.steps} steps)")
-""", pending="print")
+""")
 
 md(r"""
 The measurement: POPE-style questions about 300 test scenes, greedy answers, and the share of answers that are "yes"
@@ -571,7 +571,7 @@ plt.show()
 print(f"{'trained on':>25} | " + " | ".join(f"{kind:>21}" for kind in probes))
 for name, values in rates.items():
     print(f"{name:>25} | " + " | ".join(f"{v:>21.2f}" for v in values))
-""", pending="print")
+""")
 
 md(r"""
 **What the table shows.** Read each row across first. A student that *sees* says "yes" to the present object and
@@ -593,7 +593,7 @@ Two cautions. One short run per setting: the pattern is the result, not the deci
 would show the bias differently — as "yes" on the co-occurring absent partner (the right column) more often than on
 a random absent object, POPE's adversarial setting; the teacher's made-up objects are concentrated on those partners
 (the first table of this section), which is why the filter matters most there.
-""", pending="*(PENDING ZOO: the discussion of these measurements is written once the trained zoo is committed.)*")
+""")
 
 md(r"""
 ### Study question 9: which statements are true?

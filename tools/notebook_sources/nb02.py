@@ -87,47 +87,6 @@ print()
 print(f"zero-shot: the right caption among 200 validation images: {metrics['zero_shot']:.2f}")
 print(f"linear probe of an object's shape at hidden_states[-2]: {metrics['probe_shape']['all']:.2f} "
       f"(the same ViT untrained: {metrics['probe_shape_random_init']['all']:.2f})")
-""", pending=r"""
-import math
-from collections import Counter
-
-import matplotlib.pyplot as plt
-import numpy as np
-import torch
-import torch.nn.functional as F
-from einops import rearrange
-
-from llava_mini import clip, probe, recipe, world, zoo
-from llava_mini.course import setup_notebook
-from llava_mini.grading import nb02
-from llava_mini.tokenizer import load_tokenizer
-
-setup_notebook(seed=0)
-tokenizer = load_tokenizer()
-# PENDING ZOO: the trained zoo (llava_mini/zoo) is not committed yet. Until it is, this notebook runs on an
-# untrained clip-mini of the recipe's architecture, and the cells that need trained weights print PENDING ZOO.
-clip_model = clip.ClipMini(recipe.VISION, clip.TextConfig(len(tokenizer)))
-tower = clip_model.vision
-cfg = tower.config
-grid = cfg.image_size // cfg.patch_size
-
-rows = [
-    ("image size (px)", "224", cfg.image_size),
-    ("patch size (px)", "14", cfg.patch_size),
-    ("patch grid", "16 x 16", f"{grid} x {grid}"),
-    ("patch tokens N", "256", cfg.num_patches),
-    ("width D", "1024", cfg.width),
-    ("blocks", "24", cfg.layers),
-    ("attention heads", "16", cfg.heads),
-    ("hidden_states", "25", cfg.layers + 1),
-    ("LLaVA reads", "hidden_states[-2]", f"hidden_states[{cfg.feature_layer}]"),
-    ("parameters", "about 0.3 B", f"{sum(p.numel() for p in tower.parameters()):,}"),
-]
-print(f"{'':>18} | {'CLIP ViT-L/14':>18} | {'clip-mini':>18}")
-for name, real, ours in rows:
-    print(f"{name:>18} | {real:>18} | {ours!s:>18}")
-print()
-print("PENDING ZOO: the zoo's measurements of clip-mini are printed here once llava_mini/zoo is committed")
 """)
 
 md(r"""
@@ -253,7 +212,7 @@ for ax, f in zip(axes.flat, filters):
     ax.set_yticks([])
 fig.suptitle("clip-mini: 16 patch-embedding filters", fontsize=10)
 plt.show()
-""", pending="print")
+""")
 
 md(r"""
 After the patch tokens, three small steps complete the ViT's input (CLIP's `CLIPVisionEmbeddings`):
@@ -486,7 +445,7 @@ for i, j in enumerate(similarity.argmax(1).tolist()):
 plt.show()
 print("images whose best caption is their own (red x on the diagonal):", int((similarity.argmax(1) == torch.arange(8)).sum()), "of 8")
 print(f"the learned scale exp(t): {clip_model.logit_scale.exp().item():.1f} (initialised at {1 / 0.07:.1f}, clamped at 100)")
-""", pending="print")
+""")
 
 md(r"""
 Random captions are easy to tell apart: they usually differ in colour or position. The hard test is a **shape
@@ -512,7 +471,7 @@ with torch.no_grad():
 wins = int(((own_image * own_text).sum(-1) > (own_image * twin_text).sum(-1)).sum())
 print("example:", world.symbolic_context(scenes[0]).captions[0], "| twin:", world.symbolic_context(twins[0]).captions[0])
 print(f"the image's own caption beats its shape twin's for {wins} of {len(scenes)} images")
-""", pending="print")
+""")
 
 md(r"""
 ## 5. What does each layer know? Linear probes
@@ -551,7 +510,7 @@ plt.show()
 print(f"{'hidden_states index':>20} " + " ".join(f"{i:>6}" for i in layers))
 for attribute, values in accuracy.items():
     print(f"{attribute:>20} " + " ".join(f"{v:>6.2f}" for v in values))
-""", pending="print")
+""")
 
 md(r"""
 **What the curves say.** Colour is read perfectly at every layer: it is the mean of a patch's pixels, and a linear
@@ -565,7 +524,7 @@ So this toy does not reproduce the paper's *hypothesis* that the last layer is "
 for local detail — with four blocks and nine patches there is little room for that. The reason to skip the last
 block that *does* hold, here and in CLIP ViT-L/14, is the mechanical one of the next section: nothing in CLIP's loss
 ever asks the last block's patch outputs to be useful.
-""", pending="*(PENDING ZOO: the discussion of the probe curves is written once the trained zoo is committed.)*")
+""")
 
 md(r"""
 ## 6. Study question 16: before or after the last layer?
@@ -661,7 +620,7 @@ for ax in axes:
     ax.set_xticks([])
     ax.set_yticks([])
 plt.show()
-""", pending="print")
+""")
 
 md(r"""
 What if CLIP pooled differently — say the mean of *all* the last block's tokens instead of CLS? Then every patch of
@@ -781,7 +740,7 @@ print(f"median cosine to the nearest word: visual tokens {nearest_to_visual.medi
       f"words {nearest_to_word.median().item():.2f}")
 print(f"median length: visual tokens {visual.norm(dim=-1).median().item():.2f}, "
       f"words {words.norm(dim=-1).median().item():.2f}")
-""", pending="print")
+""")
 
 md(r"""
 Second test: for the patch that holds an object, is the nearest word at least the object's colour or its shape?
@@ -802,7 +761,7 @@ for i, scene in enumerate(scenes):
             nearest[w] += 1
 print(f"object patches whose nearest word is the object's colour or shape: {np.mean(hits):.2f} of {len(hits)}")
 print("the most frequent nearest words:", ", ".join(f"{w!r} ({c})" for w, c in nearest.most_common(6)))
-""", pending="print")
+""")
 
 md(r"""
 Third test: what does a visual token know about *other* patches? Take, in each scene, a patch with **no** object in
@@ -832,7 +791,7 @@ for layer, name in [(0, "hidden_states[0] (embeddings)"), (-2, "hidden_states[-2
     predict = probe.fit_logistic(x_train, y_train, 3)
     print(f"{name:>34} | {(predict(x_test) == y_test).float().mean().item():.2f}")
 print(f"{'guessing the most frequent count':>34} | {torch.bincount(y_test).max().item() / len(y_test):.2f}")
-""", pending="print")
+""")
 
 md(r"""
 **What the three tests say.** First, a visual token is not a word: its nearest word embedding is about as close as
@@ -842,7 +801,7 @@ nearest word is the object's colour or shape for only a minority of object patch
 words include punctuation and relation words: $W$ was trained to make the LLM *write the right caption*, not to
 make each token *be* a word. Third, a patch with nothing in it knows how many objects the scene holds once the
 blocks have mixed the patches — a visual token is a summary of its patch *in context*, which no single word is.
-""", pending="*(PENDING ZOO: the discussion of these measurements is written once the trained zoo is committed.)*")
+""")
 
 md(r"""
 ### Study question 14: which statements are true?

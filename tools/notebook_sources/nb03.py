@@ -78,42 +78,6 @@ print()
 for name in ("plain-lm-stage1", "llava-mini-stage1"):
     m = manifest[name]["metrics"]
     print(f"{name:>17}: stage-1 caption loss {m['loss']:.2f}, question accuracy {m['accuracy']['overall']:.2f}")
-""", pending=r"""
-import textwrap
-
-import matplotlib.pyplot as plt
-import numpy as np
-import torch
-import torch.nn.functional as F
-
-from llava_mini import conversation, corpora, evaluate, lm, teacher, world, zoo
-from llava_mini.course import setup_notebook
-from llava_mini.grading import nb03
-from llava_mini.tokenizer import SYSTEM_PROMPT, load_tokenizer
-
-setup_notebook(seed=0)
-tokenizer = load_tokenizer()
-# PENDING ZOO: the trained zoo (llava_mini/zoo) is not committed yet. Until it is, this notebook runs on an
-# untrained vicuna-mini of the recipe's architecture, and the cells that need trained weights print PENDING ZOO.
-vicuna = lm.LanguageModel(lm.LMConfig(len(tokenizer))).eval()
-cfg = vicuna.config
-
-rows = [
-    ("blocks", "32 / 40", cfg.layers),
-    ("width", "4096 / 5120", cfg.dim),
-    ("attention heads", "32 / 40", cfg.heads),
-    ("head size", "128", cfg.head_dim),
-    ("SwiGLU hidden size", "11008 / 13824", cfg.hidden),
-    ("vocabulary", "32000", cfg.vocab_size),
-    ("context (positions)", "2048", cfg.max_seq_len),
-    ("RoPE base theta", "10000", f"{cfg.rope_theta:g}"),
-    ("parameters", "6.7 B / 13 B", f"{sum(p.numel() for p in vicuna.parameters()):,}"),
-]
-print(f"{'':>20} | {'Vicuna-7B / 13B':>16} | {'vicuna-mini':>12}")
-for name, real, ours in rows:
-    print(f"{name:>20} | {real:>16} | {ours!s:>12}")
-print()
-print("PENDING ZOO: the zoo's stage-1 measurements are printed here once llava_mini/zoo is committed")
 """)
 
 md(r"""
@@ -334,15 +298,6 @@ with torch.no_grad():
     logits = vicuna.lm_head(vicuna.norm(x))  # (1, T, vocab)
 print("logits:", tuple(logits.shape), "| by hand == vicuna(ids):", torch.allclose(logits, vicuna(ids).logits, atol=1e-5))
 print("next word after the sentence:", repr(tokenizer.decode(logits[0, -1].argmax())))
-""", pending=r"""
-ids = torch.tensor([tokenizer("there are two shapes: a small blue cross in the center")["input_ids"]])  # (1, T)
-positions = torch.arange(ids.shape[1])[None]  # (1, T)
-with torch.no_grad():
-    x = vicuna.embed_tokens(ids)  # (1, T, D)
-    for block in vicuna.layers:
-        x, _ = block(x, vicuna.rope, positions, None, None)
-    logits = vicuna.lm_head(vicuna.norm(x))  # (1, T, vocab)
-print("logits:", tuple(logits.shape), "| by hand == vicuna(ids):", torch.allclose(logits, vicuna(ids).logits, atol=1e-5))
 """)
 
 md(r"""
@@ -506,7 +461,7 @@ for question in ["What colour is the circle?", "How many shapes are there?", "Wh
 print("the same answer without the KV cache:",
       ask(vicuna, "How many shapes are there?", description, use_cache=False)
       == ask(vicuna, "How many shapes are there?", description))
-""", pending="print")
+""")
 
 md(r"""
 ## 7. What does the language model know without the image?
@@ -565,7 +520,7 @@ plt.show()
 print(f"{'':>34} " + " ".join(f"{c:>9}" for c in teacher.CATEGORIES))
 for name, values in results.items():
     print(f"{name:>34} " + " ".join(f"{v:>9.2f}" for v in values))
-""", pending="print")
+""")
 
 md(r"""
 **What the bars say.** Compare the first bar of each group with the second: with the description, `vicuna-mini`
@@ -580,7 +535,7 @@ right only part of the time. That is a ceiling for everything built on it. Stage
 the frozen model already knows how to read, so whatever `vicuna-mini` cannot do from text, `llava-mini` has to learn
 in stage 2 — and the zoo's `llava-mini` carries these weak spots (the table in notebook 00). A larger pre-trained
 language model is exactly what real LLaVA gets for free from Vicuna.
-""", pending="*(PENDING ZOO: the discussion of these measurements is written once the trained zoo is committed.)*")
+""")
 
 md(r"""
 ## 8. Why read a context first? The set-up for stage 1
@@ -605,7 +560,7 @@ for key, label in zip(keys, labels):
     values = [manifest[name]["metrics"]["loss"] if key == "loss" else manifest[name]["metrics"]["accuracy"][key]
               for name in ("plain-lm-stage1", "llava-mini-stage1")]
     print(f"{label:>28} " + " ".join(f"{v:>18.2f}" for v in values))
-""", pending="print")
+""")
 
 md(r"""
 And the two stage-1 models, shown the same test images in the `plain` format of stage 1 (`<s>` followed by the image
@@ -623,7 +578,7 @@ for s in world.split_seeds("test", 3):
         out = model.generate(prompt, pixels, max_new_tokens=40, eos_token_id=tokenizer.eos_token_id)
         print(textwrap.fill(f"  {name:>17}: {tokenizer.decode(out[0], skip_special_tokens=True).strip()}",
                             width=110, subsequent_indent=" " * 21))
-""", pending="print")
+""")
 
 md(r"""
 **What the zoo shows — and what its loss hides.** By the stage-1 loss alone, `plain-lm-stage1` looks *better*. Read
@@ -638,7 +593,7 @@ That is the effect stage 1 relies on, in a weak form: this zoo's $W$ carries som
 all of it (the course's target for this contrast is not reached yet; `llava-mini zoo gates`). The lesson for study
 question 3 stands: the frozen LLM of stage 1 must already read a prefix, and a caption loss is not a measure of
 whether it does — look at what the model writes.
-""", pending="*(PENDING ZOO: the discussion of these measurements is written once the trained zoo is committed.)*")
+""")
 
 md(r"""
 **The set-up for study question 17** (long-term memory and knowledge injection; notebook 10). Section 6 showed a

@@ -1,29 +1,20 @@
-"""Write a notebook from a list of cells; run its code cells as a script against a fake zoo."""
-import os
-import sys
+"""Write a notebook from a list of cells, and its code cells as one script (for run_script.py)."""
 from pathlib import Path
 
 import nbformat
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 CELLS = []
-# PENDING=1: the trained zoo is not committed yet; cells given a `pending` variant use it instead.
-PENDING = os.environ.get("PENDING") == "1"
-PENDING_PRINT = 'print("PENDING ZOO: this cell needs the trained zoo (llava_mini/zoo), which is not committed yet")'
 
 
-def md(text, *tags, pending=None):
-    if PENDING and pending is not None:
-        text = pending
+def md(text, *tags):
     cell = new_markdown_cell(text.strip("\n"))
     if tags:
         cell.metadata["tags"] = list(tags)
     CELLS.append(cell)
 
 
-def code(text, *tags, pending=None):
-    if PENDING and pending is not None:
-        text = PENDING_PRINT if pending == "print" else pending
+def code(text, *tags):
     cell = new_code_cell(text.strip("\n"))
     if tags:
         cell.metadata["tags"] = list(tags)

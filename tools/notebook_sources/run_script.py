@@ -2,7 +2,7 @@ import functools, sys, time, os
 os.environ["MPLBACKEND"] = "Agg"
 from pathlib import Path
 from llava_mini import zoo
-root = Path(os.environ.get("ZOO_ROOT", "/tmp/fakezoo"))
+root = Path(os.environ.get("ZOO_ROOT", zoo.ZOO_DIR))
 _load, _man = zoo.load, zoo.read_manifest
 zoo.load = lambda name, root=root: _load(name, root)
 zoo.read_manifest = lambda root=root: _man(root)
