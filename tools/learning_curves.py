@@ -1,0 +1,211 @@
+"""Learning curves: short-answer accuracy per category against training steps (the evidence behind the zoo's
+missed accuracy gates; DEVELOPING.md, "How far the recipe is from the gates").
+
+Three experiments, each trained with AdamW at a constant learning rate after a 100-step warm-up (so a curve
+can be cut at any step), printing one JSON line per evaluation: step, seconds, mean loss of the last 50 steps
+and the greedy exact-match accuracy of each short category on `--n` test questions.
+
+    text    an LLM on vicuna-mini's corpus: the scene as a *textual* description (~25 words) before the chat
+    slots   the same chats with a *bound* context: 9 slot tokens, one per grid cell, each the sum of the word
+            embeddings of its object's size, colour and shape ('.' when empty): the shape visual tokens have
+    stage2  LLaVA's stage 2 on images, from the zoo's `llava-mini-stage1` (projector W + LLM train)
+
+    python tools/learning_curves.py text --dim 128 --layers 4 --lr 1e-3 --batch 32 --seconds 300 --device cuda
+    python tools/learning_curves.py slots --dim 64 --layers 2 --lr 3e-3 --batch 128 --seconds 150 --device cuda
+    python tools/learning_curves.py stage2 --types conversation --lr 1e-3 --batch 128 --seconds 300 --device cuda
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import numpy as np
+import torch
+
+from llava_mini import corpora, evaluate, teacher, world, zoo
+from llava_mini.conversation import build_chat, build_plain, build_prompt, collate
+from llava_mini.data import scene_records
+from llava_mini.lm import LanguageModel, LMConfig, causal_lm_loss
+from llava_mini.tokenizer import load_tokenizer
+from llava_mini.train import resolve_device, set_stage, to_device
+
+WARMUP_STEPS = 100
+CELLS = 9
+
+
+def slot_words(scene: world.Scene, tokenizer) -> list[list[int]]:
+    """(9, 3) word ids per grid cell, row-major: size, colour, shape of its object; '.' and -1 when empty."""
+    def word(w):
+        return tokenizer.convert_tokens_to_ids("\u2581" + w)
+
+    cells = [[tokenizer.convert_tokens_to_ids("."), -1, -1] for _ in range(CELLS)]
+    for o in scene.objects:
+        cells[o.row * 3 + o.col] = [word(o.size), word(o.colour), word(o.shape)]
+    return cells
+
+
+def slot_embeds(lm: LanguageModel, input_ids, slots, image_token_id: int) -> torch.Tensor:
+    """Token embeddings with each image placeholder run replaced by the summed word embeddings of its slots."""
+    x = lm.embed_tokens(input_ids)  # (B, T, D)
+    words = lm.embed_tokens(slots.clamp(min=0)) * (slots >= 0).unsqueeze(-1)  # (B, 9, 3, D)
+    return x.masked_scatter((input_ids == image_token_id).unsqueeze(-1), words.sum(2).to(x.dtype))
+
+
+def short_questions(n: int):
+    return {category: evaluate._draw("test", n, 0, category) for category in evaluate.SHORT_KEYS}
+
+
+def score(replies: list[str], pairs) -> float:
+    return round(float(np.mean([evaluate.normalise(r) == evaluate.normalise(qa.answer)
+                                for r, (_, qa) in zip(replies, pairs)])), 3)
+
+
+def text_experiment(args, tokenizer, device):
+    """vicuna-mini's `context` corpus and its single-turn questions about a textual description."""
+    lm = LanguageModel(LMConfig(len(tokenizer), dim=args.dim, layers=args.layers)).to(device)
+    examples = corpora.lm_examples("context", world.split_seeds("train", args.scenes), tokenizer)
+    batches = corpora.Batches(examples, tokenizer, args.batch, 0, group_by_length=True)
+    image_id, questions = tokenizer.image_token_id, short_questions(args.n)
+
+    def step():
+        return corpora.lm_loss(lm, to_device(next(batches), device), None)
+
+    @torch.no_grad()
+    def evaluate_now():
+        result = {}
+        for category, pairs in questions.items():
+            prompts = []
+            for scene, qa in pairs:
+                ids = build_prompt([{"from": "human", "value": "<image>\n" + qa.question}], tokenizer, 1)
+                description = tokenizer.encode(world.symbolic_context(scene).captions[0], add_special_tokens=False)
+                at = ids.index(image_id)
+                prompts.append(ids[:at] + description + ids[at + 1:])
+            batch = to_device(collate(prompts, tokenizer.pad_token_id, padding_side="left"), device)
+            out = lm.generate(batch["input_ids"], attention_mask=batch["attention_mask"], max_new_tokens=6,
+                              eos_token_id=tokenizer.eos_token_id)
+            result[category] = score(tokenizer.batch_decode(out.cpu(), skip_special_tokens=True), pairs)
+        return result
+
+    return lm, step, evaluate_now
+
+
+def slots_experiment(args, tokenizer, device):
+    """The same `plain` lines and chats, the scene given as 9 bound slot tokens instead of words."""
+    lm = LanguageModel(LMConfig(len(tokenizer), dim=args.dim, layers=args.layers)).to(device)
+    examples = []
+    for seed in world.split_seeds("train", args.scenes):
+        records, _ = scene_records(seed, teacher.Teacher())
+        slots = slot_words(world.sample_scene(seed), tokenizer)
+        examples.append((build_plain(records["plain"][0], tokenizer, CELLS), slots))
+        examples.append((build_chat(records["conversation"][0]["conversations"], tokenizer, CELLS), slots))
+    rng, image_id, questions = np.random.default_rng(0), tokenizer.image_token_id, short_questions(args.n)
+
+    def step():
+        chosen = [examples[i] for i in rng.choice(len(examples), args.batch, replace=False)]
+        batch = to_device(collate([s for s, _ in chosen], tokenizer.pad_token_id), device)
+        slots = torch.tensor([w for _, w in chosen], device=device)  # (B, 9, 3)
+        embeds = slot_embeds(lm, batch["input_ids"], slots, image_id)
+        logits = lm(inputs_embeds=embeds, attention_mask=batch["attention_mask"]).logits
+        return causal_lm_loss(logits, batch["labels"])[0]
+
+    @torch.no_grad()
+    def evaluate_now():
+        result = {}
+        for category, pairs in questions.items():
+            prompts = [build_prompt([{"from": "human", "value": "<image>\n" + qa.question}], tokenizer, CELLS)
+                       for _, qa in pairs]
+            batch = to_device(collate(prompts, tokenizer.pad_token_id, padding_side="left"), device)
+            slots = torch.tensor([slot_words(scene, tokenizer) for scene, _ in pairs], device=device)
+            out = lm.generate(inputs_embeds=slot_embeds(lm, batch["input_ids"], slots, image_id),
+                              attention_mask=batch["attention_mask"], max_new_tokens=6,
+                              eos_token_id=tokenizer.eos_token_id)
+            result[category] = score(tokenizer.batch_decode(out.cpu(), skip_special_tokens=True), pairs)
+        return result
+
+    return lm, step, evaluate_now
+
+
+def stage2_experiment(args, tokenizer, device):
+    """LLaVA's stage 2 (W and the LLM train, the vision tower frozen) from a zoo checkpoint."""
+    model = zoo.load(args.init)
+    set_stage(model, 2)
+    model.to(device)
+    types = tuple(args.types.split(","))
+    examples = corpora.llava_examples(2, world.split_seeds("train", args.scenes), tokenizer, model.num_image_tokens,
+                                      types=types)
+    batches = corpora.Batches(examples, tokenizer, args.batch, 0, model.config.vision.image_size, group_by_length=True)
+    questions = short_questions(args.n)
+
+    def step():
+        batch = to_device(next(batches), device)
+        return corpora.llava_loss(model, batch, int((batch["labels"][:, 1:] != -100).sum()))
+
+    def evaluate_now():
+        return {category: score(evaluate.answer(model, tokenizer, [s for s, _ in pairs], [qa.question for _, qa in pairs],
+                                                max_new_tokens=6), pairs)
+                for category, pairs in questions.items()}
+
+    return model, step, evaluate_now
+
+
+EXPERIMENTS = {"text": text_experiment, "slots": slots_experiment, "stage2": stage2_experiment}
+
+
+def run(args) -> list[dict]:
+    """Train until `--steps` or `--seconds` runs out; return (and print) one record per evaluation."""
+    torch.manual_seed(args.seed)
+    device, tokenizer = resolve_device(args.device), load_tokenizer()
+    model, step, evaluate_now = EXPERIMENTS[args.experiment](args, tokenizer, device)
+    model.train()
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.0)
+    records, losses, start = [], [], time.perf_counter()
+    for n in range(1, args.steps + 1):
+        for group in optimizer.param_groups:
+            group["lr"] = args.lr * min(1.0, n / WARMUP_STEPS)
+        loss = step()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        losses.append(loss.item())
+        last = n == args.steps or time.perf_counter() - start > args.seconds
+        if n % args.eval_every == 0 or last:
+            seconds = round(time.perf_counter() - start, 1)
+            model.eval()
+            record = {"experiment": args.experiment, "step": n, "seconds": seconds,
+                      "loss": round(float(np.mean(losses[-50:])), 4), **evaluate_now()}
+            model.train()
+            print(json.dumps(record), flush=True)
+            records.append(record)
+        if last:
+            break
+    return records
+
+
+def parse(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("experiment", choices=EXPERIMENTS)
+    parser.add_argument("--dim", type=int, default=128, help="LLM width (text, slots)")
+    parser.add_argument("--layers", type=int, default=4, help="LLM depth (text, slots)")
+    parser.add_argument("--init", default="llava-mini-stage1", help="zoo checkpoint stage 2 starts from")
+    parser.add_argument("--types", default="conversation,detail,complex_reasoning", help="stage-2 instruction types")
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--scenes", type=int, default=16000, help="training scenes")
+    parser.add_argument("--steps", type=int, default=100_000)
+    parser.add_argument("--seconds", type=float, default=300.0, help="stop after this much training time")
+    parser.add_argument("--eval-every", type=int, default=500)
+    parser.add_argument("--n", type=int, default=100, help="test questions per category")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    if min(args.batch, args.scenes, args.steps, args.eval_every, args.n) < 1 or args.seconds <= 0:
+        parser.error("--batch, --scenes, --steps, --eval-every, --n and --seconds must be positive")
+    return args
+
+
+if __name__ == "__main__":
+    run(parse())
