@@ -10,7 +10,8 @@ from llava_mini import evaluate, world
 from llava_mini.lm import LanguageModel, LMConfig
 from llava_mini.tokenizer import load_tokenizer
 
-spec = importlib.util.spec_from_file_location("learning_curves", Path(__file__).parents[1] / "tools" / "learning_curves.py")
+TOOL = Path(__file__).parents[1] / "tools" / "learning_curves.py"
+spec = importlib.util.spec_from_file_location("learning_curves", TOOL)
 curves = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(curves)
 

@@ -29,7 +29,7 @@ from llava_mini.conversation import build_chat, build_plain, build_prompt, colla
 from llava_mini.data import scene_records
 from llava_mini.lm import LanguageModel, LMConfig, causal_lm_loss
 from llava_mini.tokenizer import load_tokenizer
-from llava_mini.train import resolve_device, set_stage, to_device
+from llava_mini.train import resolve_device, set_stage, supervised_tokens, to_device
 
 WARMUP_STEPS = 100
 CELLS = 9
@@ -140,12 +140,15 @@ def stage2_experiment(args, tokenizer, device):
 
     def step():
         batch = to_device(next(batches), device)
-        return corpora.llava_loss(model, batch, int((batch["labels"][:, 1:] != -100).sum()))
+        return corpora.llava_loss(model, batch, supervised_tokens(batch))
 
     def evaluate_now():
-        return {category: score(evaluate.answer(model, tokenizer, [s for s, _ in pairs], [qa.question for _, qa in pairs],
-                                                max_new_tokens=6), pairs)
-                for category, pairs in questions.items()}
+        result = {}
+        for category, pairs in questions.items():
+            replies = evaluate.answer(model, tokenizer, [s for s, _ in pairs], [qa.question for _, qa in pairs],
+                                      max_new_tokens=6)
+            result[category] = score(replies, pairs)
+        return result
 
     return model, step, evaluate_now
 
