@@ -4,7 +4,6 @@ pattern); the study-question key accepts the right choices in any spelling and r
 
 import re
 
-
 from llava_mini import keys, teacher
 from grader_contract import grader_contract
 

@@ -24,7 +24,7 @@ import time
 import numpy as np
 import torch
 
-from llava_mini import corpora, evaluate, teacher, world, zoo
+from llava_mini import corpora, evaluate, world, zoo
 from llava_mini.conversation import build_chat, build_plain, build_prompt, collate
 from llava_mini.data import scene_records
 from llava_mini.lm import LanguageModel, LMConfig, causal_lm_loss
@@ -96,7 +96,7 @@ def slots_experiment(args, tokenizer, device):
     lm = LanguageModel(LMConfig(len(tokenizer), dim=args.dim, layers=args.layers)).to(device)
     examples = []
     for seed in world.split_seeds("train", args.scenes):
-        records, _ = scene_records(seed, teacher.Teacher())
+        records, _ = scene_records(seed)
         slots = slot_words(world.sample_scene(seed), tokenizer)
         examples.append((build_plain(records["plain"][0], tokenizer, CELLS), slots))
         examples.append((build_chat(records["conversation"][0]["conversations"], tokenizer, CELLS), slots))
