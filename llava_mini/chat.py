@@ -18,12 +18,21 @@ from llava_mini.conversation import build_prompt
 from llava_mini.tokenizer import load_tokenizer
 
 
-def read_image(path: str, size: int) -> np.ndarray:
-    """A PNG as an RGB uint8 array (size, size, 3); refuses other sizes rather than resizing silently."""
-    image = np.array(Image.open(path).convert("RGB"))  # a writable copy, as torch.from_numpy wants
-    if image.shape[:2] != (size, size):
-        raise ValueError(f"{path} is {image.shape[1]}x{image.shape[0]} px; this model reads {size}x{size} images")
-    return image
+def read_image(path: str, size: int, log=None) -> np.ndarray:
+    """An image file as an RGB uint8 array (size, size, 3). Another size is resized the way the exported
+    `CLIPImageProcessor` does it (shortest edge to `size`, bicubic, then a centre crop), and `log` is told."""
+    image = Image.open(path).convert("RGB")
+    if image.size != (size, size):
+        width, height = image.size
+        scale = size / min(width, height)
+        resized = image.resize((int(width * scale) if width > height else size,
+                                int(height * scale) if height > width else size), Image.Resampling.BICUBIC)
+        left, top = (resized.width - size) // 2, (resized.height - size) // 2
+        image = resized.crop((left, top, left + size, top + size))
+        if log:
+            log(f"note: {path} is {width}x{height} px; resized to the model's {size}x{size} "
+                "(shortest edge, bicubic, centre crop, as CLIPImageProcessor does)")
+    return np.array(image)  # a writable copy, as torch.from_numpy wants
 
 
 @dataclass
@@ -38,7 +47,10 @@ class Session:
             raise ValueError("give exactly one of an image path and a scene seed")
         model = zoo.load(model_name, kind="llava")
         size = model.config.vision.image_size
-        pixels = read_image(image, size) if image is not None else world.render(world.sample_scene(scene), size)
+        if image is not None:
+            pixels = read_image(image, size, log=lambda note: print(note, file=sys.stderr))
+        else:
+            pixels = world.render(world.sample_scene(scene), size)
         return cls(model, pixels)
 
     def ask(self, question: str, max_new_tokens: int = 160) -> str:

@@ -17,11 +17,13 @@ def _add_data(sub):
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--n", type=int, required=True, help="number of scenes")
     p.add_argument("--seed", type=int, default=None, help="first scene seed (default: the train split's start)")
+    p.add_argument("--size", type=int, default=None, help="image side in px (default: 48, what the zoo reads)")
 
     def run(args):
+        from llava_mini import world
         from llava_mini.data import export_dataset
 
-        export_dataset(args.out, n=args.n, seed=args.seed)
+        export_dataset(args.out, n=args.n, seed=args.seed, size=world.IMAGE_SIZE if args.size is None else args.size)
 
     p.set_defaults(func=run)
 
@@ -172,7 +174,7 @@ def _add_chat(sub):
     p = sub.add_parser("chat", help="ask a LLaVA checkpoint about an image; prints only its answer")
     p.add_argument("--model", default="llava-mini", help="zoo name or checkpoint folder")
     source = p.add_mutually_exclusive_group(required=True)
-    source.add_argument("--image", help="a PNG of the model's image size")
+    source.add_argument("--image", help="an image file (resized to the model's size as CLIPImageProcessor does)")
     source.add_argument("--scene", type=int, help="a ShapesWorld scene seed, rendered on the fly")
     p.add_argument("question", nargs="?", help="answered once (even if empty); without it, an interactive loop")
     p.add_argument("--max-new-tokens", type=int, default=160)

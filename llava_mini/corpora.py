@@ -93,8 +93,8 @@ class Batches:
     less of each step is padding (LLaVA's `group_by_modality_length`, transformers' length grouping).
     """
 
-    def __init__(self, examples: list[Example], tokenizer, batch_size: int, seed: int = 0, image_size: int = 32,
-                 group_by_length: bool = False):
+    def __init__(self, examples: list[Example], tokenizer, batch_size: int, seed: int = 0,
+                 image_size: int = world.IMAGE_SIZE, group_by_length: bool = False):
         if not examples:
             raise ValueError("no examples to batch")
         if batch_size > len(examples):

@@ -77,7 +77,7 @@ def _dump(path: Path, obj) -> None:
 
 
 def export_dataset(out_dir, n: int, seed: int | None = None, teacher: Teacher | None = None,
-                   size: int = 32) -> Path:
+                   size: int = world.IMAGE_SIZE) -> Path:
     """Write scenes seed..seed+n-1 (default: the start of the train split) in LLaVA's format; return out_dir.
 
     Two runs with the same arguments give byte-identical files (sorted keys, fixed indent, PNGs without

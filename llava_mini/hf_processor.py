@@ -3,7 +3,9 @@
 transformers' `LlavaProcessor` does what llava-mini's `conversation` and `world.pixel_values` do:
 - the chat template renders llava-mini's Vicuna-v1 layout (`conversation.render_chat`), structured content
   (`[{"type": "image"}, {"type": "text", "text": ...}]`) included;
-- the `CLIPImageProcessor` only rescales and normalises (no resize, no crop): the same pixels bit for bit;
+- the `CLIPImageProcessor` resizes the shortest edge to the model's size (bicubic) and centre-crops, as CLIP's
+  does (`chat.read_image` does the same), then rescales and normalises: at the model's size, the same pixels
+  bit for bit;
 - each `<image>` becomes (H/p)·(W/p) + 1 (CLS) tokens, minus 1 with "default" (CLS dropped): N placeholders.
 
 `check_tokenizer` guards imports: `conversation` builds labels segment by segment, which is only right when
@@ -11,6 +13,8 @@ segment ids equal the joint tokenization of the rendered chat.
 """
 
 from __future__ import annotations
+
+from PIL import Image
 
 from llava_mini.conversation import build_chat, render_chat
 from llava_mini.tokenizer import EOS, IMAGE, SYSTEM_PROMPT, encode
@@ -72,7 +76,7 @@ def build_processor(tokenizer, vision: VisionConfig):
 
     size = vision.image_size
     images = CLIPImageProcessorPil(
-        do_resize=False, do_center_crop=False, do_rescale=True, rescale_factor=1 / 255, do_normalize=True,
+        do_resize=True, resample=Image.Resampling.BICUBIC, do_center_crop=True, do_rescale=True, rescale_factor=1 / 255, do_normalize=True,
         image_mean=list(PIXEL_MEAN), image_std=list(PIXEL_STD), do_convert_rgb=True,
         size={"shortest_edge": size}, crop_size={"height": size, "width": size},
     )

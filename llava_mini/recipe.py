@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from llava_mini import clip, evaluate, jobs, probe, zoo
+from llava_mini import clip, evaluate, jobs, probe, world, zoo
 from llava_mini.lm import LMConfig
 from llava_mini.tokenizer import load_tokenizer
 from llava_mini.train import TrainConfig
@@ -31,7 +31,7 @@ from llava_mini.vision import VisionConfig
 
 # 48-px images and 16-px patches: one image token per cell of ShapesWorld's 3x3 grid (32/8 gives a 4x4 grid
 # that cuts objects apart, and a linear probe of shape stayed near 40%).
-VISION = VisionConfig(image_size=48, patch_size=16, width=64, layers=4, heads=4)
+VISION = VisionConfig(image_size=world.IMAGE_SIZE, patch_size=16, width=64, layers=4, heads=4)
 CLIP_POOL = 8000  # scenes (each with its shape twin) pre-rendered for clip-mini
 CLIP_TRAIN = TrainConfig(steps=1800, batch_size=128, lr=2e-3, warmup=0.05)
 LM_TRAIN = {"context": TrainConfig(steps=600, batch_size=32, lr=1e-3),

@@ -43,6 +43,9 @@ NOISE_STD = 8.0  # Gaussian pixel noise, in 0-255 units
 # Object side in hundredths of the image side: a small object is 7.0-8.0 px at 32 px (so at least 6 px
 # across on the pixel grid, whatever its shape), a large one 9.3-10.2 px; a cell is 10.7 px.
 EXTENT = {"small": (22, 25), "large": (29, 32)}
+# The size every zoo model reads and `llava-mini data` exports: 48 px and 16-px patches give one image token
+# per cell of the 3x3 grid (`recipe.VISION`).
+IMAGE_SIZE = 48
 MIN_IMAGE_SIZE = 32  # below this a small object drops under 7 px and may be less than 6 px across
 # Normalisation for the vision tower, measured on 10,000 train images (see `pixel_values`).
 PIXEL_MEAN = (0.1414, 0.1338, 0.1320)
@@ -181,7 +184,7 @@ _MASKS = {
 }
 
 
-def render(scene: Scene, size: int = 32, noise: float = NOISE_STD) -> np.ndarray:
+def render(scene: Scene, size: int = IMAGE_SIZE, noise: float = NOISE_STD) -> np.ndarray:
     """Draw a scene as an RGB uint8 image (size, size, 3): flat shapes, jittered colours, Gaussian noise."""
     if size < MIN_IMAGE_SIZE:
         raise ValueError(f"image size must be at least {MIN_IMAGE_SIZE} px so that a small object is at least "
@@ -200,7 +203,7 @@ def render(scene: Scene, size: int = 32, noise: float = NOISE_STD) -> np.ndarray
     return np.clip(np.rint(image), 0, 255).astype(np.uint8)
 
 
-def render_batch(scenes, size: int = 32, noise: float = NOISE_STD) -> np.ndarray:
+def render_batch(scenes, size: int = IMAGE_SIZE, noise: float = NOISE_STD) -> np.ndarray:
     """Render several scenes into one (B, size, size, 3) uint8 array."""
     return np.stack([render(scene, size, noise) for scene in scenes])
 

@@ -35,8 +35,20 @@ def test_chat_reads_an_image_file(capsys, tmp_path):
     code, out, _ = run(capsys, "chat", "--image", str(path), "How many objects are there?")
     assert code == 0 and out == run(capsys, "chat", "--scene", "1100000", "How many objects are there?")[1]
     Image.fromarray(world.render(world.sample_scene(1100000), 32)).save(path)
-    code, out, err = run(capsys, "chat", "--image", str(path), "Hi?")
-    assert code == 2 and out == "" and "32x32 px; this model reads 48x48" in err
+    code, out, err = run(capsys, "chat", "--image", str(path), "How many objects are there?")
+    assert code == 0 and out.count("\n") == 1
+    assert err.count("note:") == 1 and "is 32x32 px; resized to the model's 48x48" in err
+
+
+def test_data_exports_images_at_the_zoo_size_unless_told(capsys, tmp_path):
+    from PIL import Image
+
+    assert run(capsys, "data", "--out", str(tmp_path / "a"), "--n", "1", "--seed", "1100000")[0] == 0
+    assert run(capsys, "data", "--out", str(tmp_path / "b"), "--n", "1", "--seed", "1100000", "--size", "32")[0] == 0
+    assert Image.open(next((tmp_path / "a" / "images").iterdir())).size == (48, 48)
+    assert Image.open(next((tmp_path / "b" / "images").iterdir())).size == (32, 32)
+    code, _, err = run(capsys, "data", "--out", str(tmp_path / "c"), "--n", "1", "--size", "16")
+    assert code == 2 and "at least 32 px" in err
 
 
 def test_accuracy_json_prints_exactly_one_object_with_the_issues_keys(capsys):

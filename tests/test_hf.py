@@ -40,7 +40,7 @@ def random_model(seed: int = 0, lm_std: float = 0.05, projector: str = "linear",
 
 
 def scene_images(seeds) -> list[np.ndarray]:
-    return [world.render(world.sample_scene(s)) for s in seeds]
+    return [world.render(world.sample_scene(s), 32) for s in seeds]  # random_model reads 32-px images
 
 
 def messages(turns, structured: bool = True) -> list[dict]:
@@ -135,6 +135,24 @@ def test_transformers_user_gets_what_llava_mini_chat_prints(tmp_path, capsys):
         inputs = processor(images=Image.open(png), text=prompt, return_tensors="pt")
         generated = ref.generate(**inputs, max_new_tokens=160, do_sample=False)[0, inputs["input_ids"].shape[1]:]
         assert printed == processor.decode(generated, skip_special_tokens=True).strip() + "\n", question
+
+
+def test_processor_resizes_other_sizes_as_chat_does(exported, tmp_path):
+    """An image of another size (a 48-px image for a 32-px model, non-square photos) gets the same pixels from the exported
+    processor as from `chat.read_image`: shortest edge to 48 px, bicubic, centre crop."""
+    from llava_mini.chat import read_image
+
+    processor = transformers.AutoProcessor.from_pretrained(exported[1])
+    size = processor.image_processor.crop_size["height"]
+    rng = np.random.default_rng(0)
+    for shape in ((48, 48, 3), (40, 56, 3), (61, 50, 3), (size, size, 3)):
+        png = tmp_path / f"{shape[0]}x{shape[1]}.png"
+        Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8)).save(png)
+        notes = []
+        ours = world.pixel_values(read_image(str(png), size, log=notes.append))
+        theirs = processor.image_processor(images=Image.open(png), return_tensors="pt")["pixel_values"]
+        assert ours.shape == (1, 3, size, size) and torch.allclose(theirs, ours, atol=1e-6), shape
+        assert len(notes) == (shape[:2] != (size, size))
 
 
 def test_processor_ids_equal_segment_built_ids(exported, tmp_path):

@@ -1,5 +1,5 @@
 """An export loads in transformers 4.57 (a second environment, `.venv457`) exactly as in 5.x: no missing
-or unexpected keys, the same prompt ids and pixels from the processor, the same logits.
+or unexpected keys, the same prompt ids and pixels from the processor (resizing included), the same logits.
 
 `make test` builds the environment (about 40 s with the local torch wheel); by hand: `make .venv457/.installed`.
 """
@@ -15,6 +15,7 @@ from PIL import Image
 from torch import nn
 
 from llava_mini import hf, world
+from llava_mini.chat import read_image
 from llava_mini.conversation import build_prompt
 from llava_mini.llava import LlavaConfig, LlavaMini
 from llava_mini.lm import LMConfig
@@ -81,12 +82,12 @@ def run(python, tmp_path, png, dirs) -> dict:
 def test_export_loads_identically_in_transformers_4_57_and_5(tmp_path):
     tokenizer = load_tokenizer()
     png = tmp_path / "scene.png"
-    Image.fromarray(world.render(world.sample_scene(7))).save(png)
+    Image.fromarray(world.render(world.sample_scene(7), 48)).save(png)  # resized by both processors
     mine = models()
     dirs = [hf.export_hf(model, tokenizer, tmp_path / f"export{i}") for i, model in enumerate(mine)]
     old, new = run(PYTHON_457, tmp_path, png, dirs), run(sys.executable, tmp_path, png, dirs)
     assert str(old["version"]) == "4.57.6" and str(new["version"]).startswith("5.")
-    pixels = world.pixel_values(np.array(Image.open(png)))
+    pixels = world.pixel_values(read_image(str(png), mine[0].config.vision.image_size))
     for i, model in enumerate(mine):
         ids = build_prompt([{"from": "human", "value": "<image>\n" + QUESTION}], tokenizer, model.num_image_tokens)
         for result in (old, new):

@@ -55,7 +55,7 @@ def test_render_sizes_and_dtype():
     for size in (32, 48, 64, 96):
         image = world.render(scene, size=size)
         assert image.shape == (size, size, 3) and image.dtype == np.uint8
-    assert world.render_batch([scene, world.sample_scene(4)]).shape == (2, 32, 32, 3)
+    assert world.render_batch([scene, world.sample_scene(4)]).shape == (2, world.IMAGE_SIZE, world.IMAGE_SIZE, 3)
 
 
 def test_small_objects_at_least_6px_and_large_clearly_bigger():
@@ -135,7 +135,7 @@ def test_splits_are_disjoint_and_split_seeds():
 def test_pixel_values():
     images = world.render_batch([world.sample_scene(s) for s in range(4)])
     x = world.pixel_values(images)
-    assert x.shape == (4, 3, 32, 32) and x.dtype == torch.float32
+    assert x.shape == (4, 3, world.IMAGE_SIZE, world.IMAGE_SIZE) and x.dtype == torch.float32
     assert torch.equal(world.pixel_values(images[1]), x[1:2])
     expected = (images[2, 5, 7, 1] / 255 - world.PIXEL_MEAN[1]) / world.PIXEL_STD[1]
     assert x[2, 1, 5, 7].item() == pytest.approx(expected, abs=1e-5)
