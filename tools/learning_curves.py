@@ -6,8 +6,9 @@ can be cut at any step), printing one JSON line per evaluation: step, seconds, m
 and the greedy exact-match accuracy of each short category on `--n` test questions.
 
     text    an LLM on vicuna-mini's corpus: the scene as a *textual* description (~25 words) before the chat
-    slots   the same chats with a *bound* context: 9 slot tokens, one per grid cell, each the sum of the word
-            embeddings of its object's size, colour and shape ('.' when empty): the shape visual tokens have
+    slots   the same chats with a *bound* context: the 9 cell tokens of `llava_mini.cells` (each the sum of the
+            word embeddings of its object's size, colour, shape, row and column): the form visual tokens take
+            (the GPU curves in DEVELOPING.md were measured before the row and column words were added)
     stage2  LLaVA's stage 2 on images, from the zoo's `llava-mini-stage1` (projector W + LLM train)
 
     python tools/learning_curves.py text --dim 128 --layers 4 --lr 1e-3 --batch 32 --seconds 300 --device cuda
@@ -24,7 +25,7 @@ import time
 import numpy as np
 import torch
 
-from llava_mini import corpora, evaluate, world, zoo
+from llava_mini import cells, corpora, evaluate, world, zoo
 from llava_mini.conversation import build_chat, build_plain, build_prompt, collate
 from llava_mini.data import scene_records
 from llava_mini.lm import LanguageModel, LMConfig, causal_lm_loss
@@ -32,25 +33,7 @@ from llava_mini.tokenizer import load_tokenizer
 from llava_mini.train import resolve_device, set_stage, supervised_tokens, to_device
 
 WARMUP_STEPS = 100
-CELLS = 9
-
-
-def slot_words(scene: world.Scene, tokenizer) -> list[list[int]]:
-    """(9, 3) word ids per grid cell, row-major: size, colour, shape of its object; '.' and -1 when empty."""
-    def word(w):
-        return tokenizer.convert_tokens_to_ids("\u2581" + w)
-
-    cells = [[tokenizer.convert_tokens_to_ids("."), -1, -1] for _ in range(CELLS)]
-    for o in scene.objects:
-        cells[o.row * 3 + o.col] = [word(o.size), word(o.colour), word(o.shape)]
-    return cells
-
-
-def slot_embeds(lm: LanguageModel, input_ids, slots, image_token_id: int) -> torch.Tensor:
-    """Token embeddings with each image placeholder run replaced by the summed word embeddings of its slots."""
-    x = lm.embed_tokens(input_ids)  # (B, T, D)
-    words = lm.embed_tokens(slots.clamp(min=0)) * (slots >= 0).unsqueeze(-1)  # (B, 9, 3, D)
-    return x.masked_scatter((input_ids == image_token_id).unsqueeze(-1), words.sum(2).to(x.dtype))
+CELLS = world.N_CELLS
 
 
 def short_questions(n: int):
@@ -97,7 +80,7 @@ def slots_experiment(args, tokenizer, device):
     examples = []
     for seed in world.split_seeds("train", args.scenes):
         records, _ = scene_records(seed)
-        slots = slot_words(world.sample_scene(seed), tokenizer)
+        slots = cells.cell_words(world.sample_scene(seed), tokenizer)
         examples.append((build_plain(records["plain"][0], tokenizer, CELLS), slots))
         examples.append((build_chat(records["conversation"][0]["conversations"], tokenizer, CELLS), slots))
     rng, image_id, questions = np.random.default_rng(0), tokenizer.image_token_id, short_questions(args.n)
@@ -105,8 +88,8 @@ def slots_experiment(args, tokenizer, device):
     def step():
         chosen = [examples[i] for i in rng.choice(len(examples), args.batch, replace=False)]
         batch = to_device(collate([s for s, _ in chosen], tokenizer.pad_token_id), device)
-        slots = torch.tensor([w for _, w in chosen], device=device)  # (B, 9, 3)
-        embeds = slot_embeds(lm, batch["input_ids"], slots, image_id)
+        slots = torch.tensor([w for _, w in chosen], device=device)  # (B, 9, WORDS_PER_CELL)
+        embeds = cells.fill(lm.embed_tokens, batch["input_ids"], slots, image_id)
         logits = lm(inputs_embeds=embeds, attention_mask=batch["attention_mask"]).logits
         return causal_lm_loss(logits, batch["labels"])[0]
 
@@ -117,8 +100,8 @@ def slots_experiment(args, tokenizer, device):
             prompts = [build_prompt([{"from": "human", "value": "<image>\n" + qa.question}], tokenizer, CELLS)
                        for _, qa in pairs]
             batch = to_device(collate(prompts, tokenizer.pad_token_id, padding_side="left"), device)
-            slots = torch.tensor([slot_words(scene, tokenizer) for scene, _ in pairs], device=device)
-            out = lm.generate(inputs_embeds=slot_embeds(lm, batch["input_ids"], slots, image_id),
+            slots = torch.tensor([cells.cell_words(scene, tokenizer) for scene, _ in pairs], device=device)
+            out = lm.generate(inputs_embeds=cells.fill(lm.embed_tokens, batch["input_ids"], slots, image_id),
                               attention_mask=batch["attention_mask"], max_new_tokens=6,
                               eos_token_id=tokenizer.eos_token_id)
             result[category] = score(tokenizer.batch_decode(out.cpu(), skip_special_tokens=True), pairs)
