@@ -9,6 +9,11 @@ Vicuna does. So its corpus is built from the same records with the image replace
 description (the most detailed caption): "context -> caption" lines and Vicuna-v1 chats whose first user
 turn starts with the description. Stage 1 then only has to teach W to write H_v in a form the LLM
 already reads. The contrast LM (`plain-lm`) sees the captions and chats with no description at all.
+
+`cell_examples` is the bound form of that corpus: the image placeholders stay, one per grid cell, and are
+filled with the scene's cell tokens (`llava_mini.cells`: the sum of the words of what each cell holds), the
+form H_v = W·Z_v can take. A textual description was never read by lookup in the project's measurements;
+cell tokens were (DEVELOPING.md).
 """
 
 from __future__ import annotations
@@ -18,10 +23,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from llava_mini import world
+from llava_mini import cells, world
 from llava_mini.conversation import IGNORE_INDEX, Sample, build_chat, build_plain, collate
 from llava_mini.data import scene_records
 from llava_mini.teacher import Teacher
+from llava_mini.tokenizer import load_tokenizer
 
 STAGE2_TYPES = ("conversation", "detail", "complex_reasoning")
 LM_CORPORA = ("context", "plain")
@@ -30,10 +36,12 @@ LENGTH_GROUP = 16  # batches per length-sorted group (`Batches(group_by_length=T
 
 @dataclass
 class Example:
-    """One training sequence and the scene whose image fills its placeholders (None: text only)."""
+    """One training sequence and what fills its placeholders: the image of scene `seed`, or the scene's
+    cell tokens given as word ids (`cells.cell_words`), or nothing (text only)."""
 
     sample: Sample
     seed: int | None
+    cells: list[list[int]] | None = None
 
 
 def _splice(sample: Sample, image_id: int, replacement: list[int]) -> Sample:
@@ -85,6 +93,20 @@ def lm_examples(corpus: str, seeds, tokenizer, teacher: Teacher | None = None) -
     return out
 
 
+def cell_examples(seeds, tokenizer, teacher: Teacher | None = None) -> list[Example]:
+    """Text-only LM pre-training on bound scenes: per scene, "cells -> caption" and a chat about the cells,
+    the 9 image placeholders filled with the scene's cell tokens."""
+    out = []
+    for seed, _, record in _records(seeds, teacher, ("plain", "conversation")):
+        words = cells.cell_words(world.sample_scene(seed), tokenizer)
+        if record["conversations"][0]["value"] == "<image>":  # a plain record: cells -> caption
+            sample = build_plain(record, tokenizer, world.N_CELLS)
+        else:
+            sample = build_chat(record["conversations"], tokenizer, world.N_CELLS)
+        out.append(Example(sample, None, words))
+    return out
+
+
 class Batches:
     """Endless shuffled batches over a fixed list of examples, with their images rendered once.
 
@@ -129,6 +151,8 @@ class Batches:
         batch = collate([e.sample for e in chosen], self.pad_id)
         rows = [self.row[e.seed] for e in chosen if e.seed is not None]
         batch["pixel_values"] = self.pixels[rows] if rows else None
+        bound = [e.cells for e in chosen if e.cells is not None]
+        batch["cells"] = torch.tensor(bound) if bound else None  # (B, 9, cells.WORDS_PER_CELL)
         return batch
 
 
@@ -139,7 +163,13 @@ def llava_loss(model, batch: dict, n_items: int | None) -> torch.Tensor:
 
 
 def lm_loss(model, batch: dict, n_items: int | None) -> torch.Tensor:
+    """The next-token loss of the supervised tokens; cell tokens fill the image placeholders where given."""
     from llava_mini.lm import causal_lm_loss
 
-    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    if batch.get("cells") is None:
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    else:
+        image_token_id = load_tokenizer().image_token_id
+        embeds = cells.fill(model.embed_tokens, batch["input_ids"], batch["cells"], image_token_id)
+        logits = model(inputs_embeds=embeds, attention_mask=batch["attention_mask"]).logits
     return causal_lm_loss(logits, batch["labels"], n_items)[0]

@@ -1,8 +1,9 @@
 """Exact-match accuracy per question category: the course's quick, judge-free measure of a LlavaMini.
 
 Questions come from the teacher on held-out scenes of a split (`world.SPLITS`), one per scene and category,
-single-turn, answered greedily. Short answers are compared after normalisation (lower case, no punctuation,
-number words as digits). Two free-form types are scored against the scene instead:
+single-turn, answered greedily. A reply is right when, normalised (lower case, no punctuation, number words
+as digits), it equals the teacher's answer in the style the model was trained on (`teacher.ANSWER_STYLES`):
+the short answer ("red") or the whole sentence that restates the referent ("The square is red."). Two free-form types are scored against the scene instead:
 
 - `description`: F1 of the (colour, shape, position) facts a detailed description states, against the
   scene's objects; a stated object that is not there is a false positive.
@@ -17,8 +18,9 @@ import string
 import numpy as np
 import torch
 
-from llava_mini import teacher, world
+from llava_mini import cells, teacher, world
 from llava_mini.conversation import build_prompt, collate
+from llava_mini.lm import LanguageModel
 
 SHORT_KEYS = teacher.CATEGORIES  # colour, shape, count, position, existence, relation
 JSON_KEYS = (*SHORT_KEYS, "overall", "existence_yes", "existence_no", "conjunction_foil", "description",
@@ -26,9 +28,13 @@ JSON_KEYS = (*SHORT_KEYS, "overall", "existence_yes", "existence_no", "conjuncti
 NUMBER_WORDS = {w: str(i) for i, w in enumerate(("zero", "one", "two", "three", "four", "five", "six", "seven",
                                                   "eight", "nine"))}
 CONCLUSION = "so the answer is"
+MAX_REPLY_TOKENS = {"short": 12, "sentence": 32}  # the longest sentence answer is 17 tokens + </s>
 _FACT = re.compile(rf"\b({'|'.join(world.COLOURS)}) ({'|'.join(world.SHAPES)})\b")
 _PHRASES = sorted((p for row in world.POSITIONS for p in row), key=len, reverse=True)  # longest first
 _POSITION = re.compile(rf"\b({'|'.join(_PHRASES)})\b")
+_C, _S, _P = ("|".join(words) for words in (world.COLOURS, world.SHAPES, _PHRASES))
+# An object a caption names, with its position where stated: "in the P there is a [size] C S" or "C S [in the P]".
+_NAMED = re.compile(rf"\bin the ({_P}) there is an? (?:(?:small|large) )?({_C}) ({_S})\b|\b({_C}) ({_S})\b(?: in the ({_P})\b)?")
 
 
 def normalise(answer: str) -> str:
@@ -41,6 +47,16 @@ def conclusion(text: str) -> str | None:
     """The normalised words after the last "so the answer is", or None when there is no conclusion."""
     at = text.lower().rfind(CONCLUSION)
     return None if at < 0 else normalise(text[at + len(CONCLUSION):])
+
+
+def is_caption(reply: str, answers: str = "short") -> bool:
+    """Does a reply to a short question read as a stage-1 caption (over 4 words, naming an object)? The
+    teacher's sentence answers do too, so in that style a caption must also start in lower case, as captions
+    do and sentence answers (but "yes, ...") do not."""
+    caption = len(reply.split()) > 4 and bool(_FACT.search(reply))
+    if answers == "sentence":
+        caption = caption and reply[:1].islower() and not reply.startswith("yes")
+    return caption
 
 
 def stated_facts(description: str) -> list[tuple[str, str, str]]:
@@ -64,21 +80,59 @@ def description_f1(description: str, scene: world.Scene) -> float:
 
 
 @torch.no_grad()
-def answer(model, tokenizer, scenes, questions: list[str], max_new_tokens: int = 12, batch_size: int = 64) -> list[str]:
-    """Greedy single-turn answers, one per (scene, question), in batches of left-padded prompts."""
+def generate(model, tokenizer, scenes, prompts: list[list[int]], max_new_tokens: int, batch_size: int = 64) -> list[str]:
+    """Greedy continuations of prompt ids (each with the image placeholders of its scene), left-padded in
+    batches. A LlavaMini sees each scene's image; a LanguageModel (vicuna-mini) reads its cell tokens."""
     model.eval()
-    n_image = model.num_image_tokens
     device = next(model.parameters()).device
     answers = []
-    for i in range(0, len(questions), batch_size):
-        chunk = questions[i:i + batch_size]
-        prompts = [build_prompt([{"from": "human", "value": "<image>\n" + q}], tokenizer, n_image) for q in chunk]
-        batch = collate(prompts, tokenizer.pad_token_id, padding_side="left")
-        pixels = world.pixel_values(world.render_batch(scenes[i:i + batch_size], model.config.vision.image_size))
-        out = model.generate(batch["input_ids"].to(device), pixels.to(device), batch["attention_mask"].to(device),
-                             max_new_tokens=max_new_tokens, eos_token_id=tokenizer.eos_token_id)
+    for i in range(0, len(prompts), batch_size):
+        chunk = scenes[i:i + batch_size]
+        batch = collate(prompts[i:i + batch_size], tokenizer.pad_token_id, padding_side="left")
+        ids, mask = batch["input_ids"].to(device), batch["attention_mask"].to(device)
+        if isinstance(model, LanguageModel):
+            table = torch.tensor([cells.cell_words(s, tokenizer) for s in chunk], device=device)
+            out = model.generate(inputs_embeds=cells.fill(model.embed_tokens, ids, table, tokenizer.image_token_id),
+                                 attention_mask=mask, max_new_tokens=max_new_tokens, eos_token_id=tokenizer.eos_token_id)
+        else:
+            pixels = world.pixel_values(world.render_batch(chunk, model.config.vision.image_size)).to(device)
+            out = model.generate(ids, pixels, mask, max_new_tokens=max_new_tokens, eos_token_id=tokenizer.eos_token_id)
         answers += tokenizer.batch_decode(out.cpu(), skip_special_tokens=True)
     return [a.strip() for a in answers]
+
+
+def image_tokens(model) -> int:
+    """How many placeholders stand for one image: N patch tokens, or one cell token per grid cell."""
+    return world.N_CELLS if isinstance(model, LanguageModel) else model.num_image_tokens
+
+
+def answer(model, tokenizer, scenes, questions: list[str], max_new_tokens: int = 12, batch_size: int = 64) -> list[str]:
+    """Greedy single-turn answers in the Vicuna-v1 chat format, one per (scene, question)."""
+    n_image = image_tokens(model)
+    prompts = [build_prompt([{"from": "human", "value": "<image>\n" + q}], tokenizer, n_image) for q in questions]
+    return generate(model, tokenizer, scenes, prompts, max_new_tokens, batch_size)
+
+
+def caption_f1(model, tokenizer, split: str = "test", n: int = 300, seed: int = 0) -> tuple[float, list[str]]:
+    """Mean F1 of the objects the model's `plain`-format captions (stage 1's task: `<s>` + image, then the
+    caption) name against the scene's objects, and the captions. A named object matches when its colour and
+    shape are right and so is its position where the caption states one."""
+    scenes = [world.sample_scene(s) for s in world.SPLITS[split][seed:seed + n]]
+    prompt = [tokenizer.bos_token_id] + [tokenizer.image_token_id] * image_tokens(model)
+    captions = generate(model, tokenizer, scenes, [prompt] * n, max_new_tokens=60)
+    return float(np.mean([_caption_f1(c, s) for c, s in zip(captions, scenes)])), captions
+
+
+def _caption_f1(caption: str, scene: world.Scene) -> float:
+    named = [(m[2] or m[4], m[3] or m[5], m[1] or m[6]) for m in _NAMED.finditer(caption)]  # (colour, shape, position)
+    truth = [(o.colour, o.shape, o.position) for o in scene.objects]
+    unmatched, hits = list(truth), 0
+    for colour, shape, position in named:
+        match = next((t for t in unmatched if t[:2] == (colour, shape) and position in (None, t[2])), None)
+        if match is not None:
+            unmatched.remove(match)
+            hits += 1
+    return 0.0 if hits == 0 else 2 * hits / (len(named) + len(truth))
 
 
 def _draw(split: str, n: int, seed: int, category: str):
@@ -94,9 +148,14 @@ def _draw(split: str, n: int, seed: int, category: str):
     raise ValueError(f"the {split} split ran out of scenes for {n} {category} questions")
 
 
-def accuracy(model, tokenizer, split: str = "test", n: int = 300, seed: int = 0) -> dict:
+def accuracy(model, tokenizer, split: str = "test", n: int = 300, seed: int = 0, answers: str = "short",
+             free_form: bool = True) -> dict:
     """Every key of `JSON_KEYS` (fractions in [0, 1], `n` the questions per category), plus `caption_like`:
-    the share of short answers that are captions (a stage-1 model's habit) and `examples` of each category."""
+    the share of short-category replies that are captions (a stage-1 model's habit) and `examples` of each
+    category. `answers`: the answer style replies are compared with. Without `free_form` the description
+    and reasoning scores are left out (`None`): a language model pre-trained on chats alone never saw them."""
+    if answers not in teacher.ANSWER_STYLES:
+        raise ValueError(f"unknown answer style {answers!r}; expected one of {', '.join(teacher.ANSWER_STYLES)}")
     if split not in world.SPLITS:
         raise KeyError(f"unknown split {split!r}; expected one of {', '.join(world.SPLITS)}")
     if n < 1:
@@ -104,11 +163,12 @@ def accuracy(model, tokenizer, split: str = "test", n: int = 300, seed: int = 0)
     result, examples, caption_like, by_kind = {}, {}, [], {}
     for category in SHORT_KEYS:
         pairs = _draw(split, n, seed, category)
-        replies = answer(model, tokenizer, [s for s, _ in pairs], [qa.question for _, qa in pairs])
-        correct = [normalise(r) == normalise(qa.answer) for r, (_, qa) in zip(replies, pairs)]
+        replies = answer(model, tokenizer, [s for s, _ in pairs], [qa.question for _, qa in pairs],
+                         max_new_tokens=MAX_REPLY_TOKENS[answers])
+        correct = [normalise(r) == normalise(qa.reply(answers)) for r, (_, qa) in zip(replies, pairs)]
         result[category] = float(np.mean(correct))
-        examples[category] = (pairs[0][1].question, pairs[0][1].answer, replies[0])
-        caption_like += [len(r.split()) > 4 and bool(_FACT.search(r)) for r in replies]
+        examples[category] = (pairs[0][1].question, pairs[0][1].reply(answers), replies[0])
+        caption_like += [is_caption(r, answers) for r in replies]
         for ok, (_, qa) in zip(correct, pairs):
             by_kind.setdefault(qa.kind, []).append(ok)
     result["overall"] = float(np.mean([result[c] for c in SHORT_KEYS]))
@@ -117,6 +177,17 @@ def accuracy(model, tokenizer, split: str = "test", n: int = 300, seed: int = 0)
                      ("conjunction_foil", by_kind.get("conjunction_foil", []))):
         result[key] = float(np.mean(oks)) if oks else None  # None: no such question among the n drawn
 
+    result["n"] = n
+    result["caption_like"] = float(np.mean(caption_like))
+    result["examples"] = examples
+    result["description"] = result["reasoning"] = None
+    if free_form:
+        _free_form(model, tokenizer, split, n, seed, result, examples)
+    return result
+
+
+def _free_form(model, tokenizer, split: str, n: int, seed: int, result: dict, examples: dict) -> None:
+    """The `description` F1 and `reasoning` scores (and examples) of `accuracy`, in place."""
     scenes = [world.sample_scene(s) for s in world.SPLITS[split][seed:seed + n]]
     rng = np.random.default_rng(seed)
     prompts = [teacher.DETAIL_INSTRUCTIONS[int(rng.integers(len(teacher.DETAIL_INSTRUCTIONS)))] for _ in scenes]
@@ -130,7 +201,3 @@ def accuracy(model, tokenizer, split: str = "test", n: int = 300, seed: int = 0)
     replies = answer(model, tokenizer, scenes, [f"{q} {teacher.REASONING_CUE}" for q, _ in tasks], max_new_tokens=120)
     result["reasoning"] = float(np.mean([conclusion(r) == conclusion(a) for r, (_, a) in zip(replies, tasks)]))
     examples["reasoning"] = (tasks[0][0], tasks[0][1], replies[0])
-    result["n"] = n
-    result["caption_like"] = float(np.mean(caption_like))
-    result["examples"] = examples
-    return result

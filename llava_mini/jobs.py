@@ -1,7 +1,8 @@
 """The training jobs of the recipe, each a function from hyper-parameters to a trained model.
 
     pretrain_vision   clip-mini: the vision encoder g, CLIP-style (contrastive image-caption)
-    pretrain_lm       vicuna-mini (reads a textual context, as a chat model does) or the plain-text LM
+    pretrain_lm       vicuna-mini (reads a context, as a chat model does: bound cell tokens or a textual
+                      description) or the plain-text LM
     train_stage       LLaVA stage 1 (only W) or stage 2 (W and the LLM), from pretrained parts
 
 The CLI (`llava-mini pretrain-vision | pretrain-lm | train`) and `llava-mini zoo build` call these.
@@ -16,6 +17,7 @@ import torch
 from llava_mini import clip, corpora, world
 from llava_mini.llava import LlavaConfig, LlavaMini
 from llava_mini.lm import LanguageModel, LMConfig
+from llava_mini.teacher import Teacher
 from llava_mini.tokenizer import load_tokenizer
 from llava_mini.train import TrainConfig, fit, format_counts, set_stage
 from llava_mini.vision import VisionConfig
@@ -37,12 +39,15 @@ def pretrain_vision(vision: VisionConfig, cfg: TrainConfig, text: clip.TextConfi
 
 
 def pretrain_lm(corpus: str, lm: LMConfig | None, cfg: TrainConfig, n_scenes: int = 8000,
-                log=print) -> tuple[LanguageModel, dict]:
-    """Pre-train the LLM on the `context` corpus (vicuna-mini) or the `plain` one (the contrast)."""
+                teacher: Teacher | None = None, log=print) -> tuple[LanguageModel, dict]:
+    """Pre-train the LLM on the `cells` corpus (vicuna-mini: chats about a scene's cell tokens), the textual
+    `context` one, or the `plain` one (the contrast)."""
     start, tokenizer = time.perf_counter(), load_tokenizer()
     torch.manual_seed(cfg.seed)
     model = LanguageModel(lm or LMConfig(len(tokenizer)))
-    examples = corpora.lm_examples(corpus, world.split_seeds("train", n_scenes), tokenizer)
+    seeds = world.split_seeds("train", n_scenes)
+    examples = (corpora.cell_examples(seeds, tokenizer, teacher) if corpus == "cells"
+                else corpora.lm_examples(corpus, seeds, tokenizer, teacher))
     batches = corpora.Batches(examples, tokenizer, cfg.batch_size, cfg.seed, group_by_length=True)
     losses = fit(model, batches, cfg, corpora.lm_loss, log=log)
     return model, {"loss": round(sum(losses[-10:]) / len(losses[-10:]), 4),
@@ -64,7 +69,8 @@ def assemble(vision_tower, lm: LanguageModel, projector: str = "linear", project
 
 
 def train_stage(model: LlavaMini, stage: int, cfg: TrainConfig, n_scenes: int = 8000,
-                types=corpora.STAGE2_TYPES, seed_offset: int = 0, log=print) -> dict:
+                types=corpora.STAGE2_TYPES, seed_offset: int = 0, teacher: Teacher | None = None,
+                log=print) -> dict:
     """Run LLaVA's stage 1 or 2 on `model` in place; return the trainable count, the final loss and the seconds
     taken (data included)."""
     start, tokenizer = time.perf_counter(), load_tokenizer()
@@ -72,7 +78,7 @@ def train_stage(model: LlavaMini, stage: int, cfg: TrainConfig, n_scenes: int = 
     if log:
         log(f"stage {stage}: trainable parameters\n{format_counts(counts)}")
     seeds = world.split_seeds("train", n_scenes, start=seed_offset)
-    examples = corpora.llava_examples(stage, seeds, tokenizer, model.num_image_tokens, types=types)
+    examples = corpora.llava_examples(stage, seeds, tokenizer, model.num_image_tokens, types=types, teacher=teacher)
     batches = corpora.Batches(examples, tokenizer, cfg.batch_size, cfg.seed, model.config.vision.image_size,
                               group_by_length=True)
     losses = fit(model, batches, cfg, corpora.llava_loss, log=log)

@@ -8,6 +8,10 @@ cell) and is a multinomial logistic regression fitted with L-BFGS, as in CLIP's 
 (Radford et al., 2021); it is deterministic and takes about a second. Measured on random-init ViTs: large
 objects are linearly readable even from random features (~98%); small ones, jittered inside their cell,
 are not (~65%).
+
+`cell_probe` asks the same of every patch token, empty or not: which cell is it (the position embedding
+must survive to the layer W reads, or "where is the circle?" has no answer in H_v), is an object there, and
+that object's colour, shape and size. These are the words of a bound cell token (`llava_mini.cells`).
 """
 
 from __future__ import annotations
@@ -94,4 +98,48 @@ def probe(vision: VisionTower, attribute: str = "shape", layer: int = -2, n_trai
     result = {"all": float(correct.mean())}
     for size in world.SIZES:
         result[size] = float(correct[sizes == size].mean())
+    return result
+
+
+@torch.no_grad()
+def patch_labels(vision: VisionTower, scenes, layer: int) -> tuple[torch.Tensor, dict[str, np.ndarray]]:
+    """Every patch token of hidden_states[layer] (CLS dropped), flattened to (B·N, D), with its labels: `cell`
+    (its index, row-major), `occupied`, and the colour, shape and size of the object whose centre lies in it
+    (-1 when empty)."""
+    cfg = vision.config
+    grid = cfg.image_size // cfg.patch_size
+    hidden = vision.eval()(world.pixel_values(world.render_batch(scenes, cfg.image_size)))[0][layer]
+    patches = hidden[:, 1:]  # (B, N, D)
+    n = patches.shape[1]
+    labels = {key: np.full((len(scenes), n), -1) for key in ("occupied", *ATTRIBUTES)}
+    labels["cell"] = np.tile(np.arange(n), (len(scenes), 1))
+    labels["occupied"][:] = 0
+    for b, scene in enumerate(scenes):
+        for obj in scene.objects:
+            x1, y1, x2, y2 = obj.box
+            index = int((y1 + y2) / 2 * grid) * grid + int((x1 + x2) / 2 * grid)
+            labels["occupied"][b, index] = 1
+            for attribute, classes in ATTRIBUTES.items():
+                labels[attribute][b, index] = classes.index(getattr(obj, attribute))
+    return patches.reshape(-1, patches.shape[-1]), {k: v.reshape(-1) for k, v in labels.items()}  # (B·N, D)
+
+
+def cell_probe(vision: VisionTower, layer: int = -2, n_train: int = 1000, n_test: int = 300) -> dict[str, float]:
+    """Linear-probe accuracy on the patch tokens of one layer: `cell` (which of the N cells, from the token
+    alone), `occupied` (object or background), and for occupied patches `colour`, `shape` (also
+    `shape_small`, `shape_large`) and `size`. Train scenes from the train split, test scenes from val."""
+    n_cells = (vision.config.image_size // vision.config.patch_size) ** 2
+    classes = {"cell": n_cells, "occupied": 2, **{k: len(v) for k, v in ATTRIBUTES.items()}}
+    train = patch_labels(vision, [world.sample_scene(s) for s in world.split_seeds("train", n_train)], layer)
+    test = patch_labels(vision, [world.sample_scene(s) for s in world.split_seeds("val", n_test)], layer)
+    small = test[1]["size"] == ATTRIBUTES["size"].index("small")
+    result = {}
+    for key, n_classes in classes.items():
+        keep, held = train[1][key] >= 0, test[1][key] >= 0
+        predict = fit_logistic(train[0][keep], torch.from_numpy(train[1][key][keep]), n_classes)
+        correct = (predict(test[0]).numpy() == test[1][key])
+        result[key] = float(correct[held].mean())
+        if key == "shape":
+            result["shape_small"] = float(correct[held & small].mean())
+            result["shape_large"] = float(correct[held & ~small].mean())
     return result

@@ -1,18 +1,20 @@
-"""The toy-scale LLaVA recipe: configurations and `build_zoo`, which retrains and re-evaluates the zoo.
+"""The toy-scale LLaVA recipe: configurations and `build_zoo`, which trains and evaluates the zoo.
 
     clip-mini              vision encoder g, CLIP-style                        (LLaVA: CLIP ViT-L/14)
-    vicuna-mini            LLM pre-trained to read a textual context            (LLaVA: Vicuna)
-    plain-lm               LLM pre-trained on plain text (the contrast: stage 1 fails on it)
+    vicuna-mini            LLM pre-trained to chat about a scene given as bound cell tokens (LLaVA: Vicuna)
+    plain-lm               LLM pre-trained on the same chats with no scene (the contrast: stage 1 fails on it)
     plain-lm-stage1        stage 1 on plain-lm
     llava-mini-stage1      stage 1 on vicuna-mini: only W trained, no instruction tuning
     llava-mini             stage 1 + stage 2 on the full mix (conversation, detail, complex reasoning)
     llava-mini-conv-only   stage 1 + stage 2 on conversations only (paper Table 4's ablation)
 
-Every job is seeded and runs on one CPU thread (`BUILD_THREADS`): the rebuild is then bitwise identical on
-any machine of the kind the zoo was built on, and on two shared cores one thread is faster than two as soon
-as anything else runs (measured: clip-mini's first 150 steps took 55 s on one thread, 150 s on two next to
-one other busy process). Metrics are measured on held-out scenes and written to the manifest, with the
-seconds each job took.
+The zoo is built once, like the CLIP and Vicuna that LLaVA downloads, and shipped with its sha256 manifest:
+up to two hours on the 2-core machine, each job at most an hour, run one name at a time with
+`llava-mini zoo build --only NAME` (and committed after each). Every job is seeded and runs on one CPU
+thread (`BUILD_THREADS`), so a rebuild on the same machine kind is bitwise identical; on two shared cores
+one thread is also faster than two as soon as anything else runs. Metrics are measured on held-out scenes
+and written to the manifest, with the seconds each job took. All chats answer in sentences that restate
+the referent (`TEACHER`), as LLaVA-Instruct's do.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import torch
 
 from llava_mini import clip, evaluate, jobs, probe, world, zoo
 from llava_mini.lm import LMConfig
+from llava_mini.teacher import Teacher
 from llava_mini.tokenizer import load_tokenizer
 from llava_mini.train import TrainConfig
 from llava_mini.vision import VisionConfig
@@ -32,12 +35,16 @@ from llava_mini.vision import VisionConfig
 # 48-px images and 16-px patches: one image token per cell of ShapesWorld's 3x3 grid (32/8 gives a 4x4 grid
 # that cuts objects apart, and a linear probe of shape stayed near 40%).
 VISION = VisionConfig(image_size=world.IMAGE_SIZE, patch_size=16, width=64, layers=4, heads=4)
-CLIP_POOL = 8000  # scenes (each with its shape twin) pre-rendered for clip-mini
+CLIP_POOL = 8000  # scenes (each with its shape or cell twin) pre-rendered for clip-mini
 CLIP_TRAIN = TrainConfig(steps=1800, batch_size=128, lr=2e-3, warmup=0.05)
-LM_TRAIN = {"context": TrainConfig(steps=600, batch_size=32, lr=1e-3),
-            "plain": TrainConfig(steps=300, batch_size=32, lr=3e-3)}
-STAGE1_TRAIN = TrainConfig(steps=200, batch_size=32, lr=2e-3)
-STAGE2_TRAIN = TrainConfig(steps=400, batch_size=32, lr=1e-3)
+TEACHER = Teacher(answers="sentence")
+LM_SHAPE = {"dim": 64, "layers": 2, "heads": 4}  # vicuna-mini and plain-lm (LOOKUP_MEASUREMENTS' 64x2 LM)
+LM_SCENES = 16000
+LM_TRAIN = {"cells": TrainConfig(steps=4000, batch_size=64, lr=3e-3, warmup=0.02),
+            "plain": TrainConfig(steps=1000, batch_size=64, lr=3e-3, warmup=0.02)}
+LM_CORPUS = {"vicuna-mini": "cells", "plain-lm": "plain"}
+STAGE1_TRAIN = TrainConfig(steps=1500, batch_size=64, lr=3e-3)
+STAGE2_TRAIN = TrainConfig(steps=1000, batch_size=64, lr=1e-3)
 FULL_MIX = ("conversation", "detail", "complex_reasoning")
 EVAL = {"split": "test", "n": 300, "seed": 0}  # the manifest's `accuracy`
 QUICK_EVAL = {"split": "test", "n": 30, "seed": 0}  # `accuracy_quick`, re-checked by the test suite
@@ -64,25 +71,33 @@ def _clip_mini(root: Path, log) -> dict:
     initial = clip.ClipMini(VISION, model.text_config).vision  # the tower clip-mini started from
     for key, tower in (("probe_shape", model.vision), ("probe_shape_random_init", initial)):
         metrics[key] = {k: round(v, 4) for k, v in probe.probe(tower, "shape", -2).items()}
+    for key, tower in (("probe_cells", model.vision), ("probe_cells_random_init", initial)):
+        metrics[key] = {k: round(v, 4) for k, v in probe.cell_probe(tower, -2).items()}
     return metrics
 
 
-def _lm(name: str, corpus: str, root: Path, log) -> dict:
-    model, metrics = jobs.pretrain_lm(corpus, LMConfig(len(load_tokenizer())), LM_TRAIN[corpus], log=log)
+def _lm(name: str, root: Path, log) -> dict:
+    corpus, tokenizer = LM_CORPUS[name], load_tokenizer()
+    model, metrics = jobs.pretrain_lm(corpus, LMConfig(len(tokenizer), **LM_SHAPE), LM_TRAIN[corpus], LM_SCENES,
+                                      TEACHER, log=log)
     zoo.save(name, model.cpu(), lm_meta(model), root)
+    if corpus == "cells":  # its own task: chats about bound cell tokens, and captions of them
+        metrics["accuracy"] = _rounded(evaluate.accuracy(model, tokenizer, **EVAL, answers=TEACHER.answers,
+                                                         free_form=False))
+        metrics["caption_f1"] = round(evaluate.caption_f1(model, tokenizer, **EVAL)[0], 4)
     return metrics
 
 
 def _stage1(name: str, lm: str, root: Path, log) -> dict:
     model = jobs.assemble(zoo.load("clip-mini", root).vision, zoo.load(lm, root))
-    metrics = jobs.train_stage(model, 1, STAGE1_TRAIN, log=log)
+    metrics = jobs.train_stage(model, 1, STAGE1_TRAIN, teacher=TEACHER, log=log)
     zoo.save(name, model.cpu(), llava_meta(model), root, components={"vision": "clip-mini", "lm": lm})
     return metrics
 
 
 def _stage2(name: str, types: tuple[str, ...], root: Path, log) -> dict:
     model = zoo.load("llava-mini-stage1", root)
-    metrics = jobs.train_stage(model, 2, STAGE2_TRAIN, types=types, log=log)
+    metrics = jobs.train_stage(model, 2, STAGE2_TRAIN, types=types, teacher=TEACHER, log=log)
     zoo.save(name, model.cpu(), llava_meta(model), root, components={"vision": "clip-mini"})
     return metrics
 
@@ -90,17 +105,24 @@ def _stage2(name: str, types: tuple[str, ...], root: Path, log) -> dict:
 # name -> (job, recipe recorded in the manifest), in dependency order.
 JOBS = {
     "clip-mini": (_clip_mini, {"train": CLIP_TRAIN, "vision": VISION, "pool_scenes": CLIP_POOL}),
-    "vicuna-mini": (lambda root, log: _lm("vicuna-mini", "context", root, log),
-                    {"train": LM_TRAIN["context"], "corpus": "context"}),
-    "plain-lm": (lambda root, log: _lm("plain-lm", "plain", root, log), {"train": LM_TRAIN["plain"], "corpus": "plain"}),
+    "vicuna-mini": (lambda root, log: _lm("vicuna-mini", root, log),
+                    {"train": LM_TRAIN["cells"], "corpus": "cells", "lm": LM_SHAPE, "scenes": LM_SCENES,
+                     "teacher": TEACHER}),
+    "plain-lm": (lambda root, log: _lm("plain-lm", root, log),
+                 {"train": LM_TRAIN["plain"], "corpus": "plain", "lm": LM_SHAPE, "scenes": LM_SCENES,
+                  "teacher": TEACHER}),
     "plain-lm-stage1": (lambda root, log: _stage1("plain-lm-stage1", "plain-lm", root, log),
-                        {"train": STAGE1_TRAIN, "stage": 1, "vision": "clip-mini", "lm": "plain-lm"}),
+                        {"train": STAGE1_TRAIN, "stage": 1, "vision": "clip-mini", "lm": "plain-lm",
+                         "teacher": TEACHER}),
     "llava-mini-stage1": (lambda root, log: _stage1("llava-mini-stage1", "vicuna-mini", root, log),
-                          {"train": STAGE1_TRAIN, "stage": 1, "vision": "clip-mini", "lm": "vicuna-mini"}),
+                          {"train": STAGE1_TRAIN, "stage": 1, "vision": "clip-mini", "lm": "vicuna-mini",
+                           "teacher": TEACHER}),
     "llava-mini": (lambda root, log: _stage2("llava-mini", FULL_MIX, root, log),
-                   {"train": STAGE2_TRAIN, "stage": 2, "init": "llava-mini-stage1", "types": ",".join(FULL_MIX)}),
+                   {"train": STAGE2_TRAIN, "stage": 2, "init": "llava-mini-stage1", "types": ",".join(FULL_MIX),
+                    "teacher": TEACHER}),
     "llava-mini-conv-only": (lambda root, log: _stage2("llava-mini-conv-only", ("conversation",), root, log),
-                             {"train": STAGE2_TRAIN, "stage": 2, "init": "llava-mini-stage1", "types": "conversation"}),
+                             {"train": STAGE2_TRAIN, "stage": 2, "init": "llava-mini-stage1", "types": "conversation",
+                              "teacher": TEACHER}),
 }
 NAMES = tuple(JOBS)
 
@@ -138,9 +160,11 @@ def _build(only, root: Path, tokenizer, log) -> None:
             log(f"== {name}")
         metrics = job(root, log)
         if recipe.get("stage"):
-            model = zoo.load(name, root)
-            metrics["accuracy"] = _rounded(evaluate.accuracy(model, tokenizer, **EVAL))
-            metrics["accuracy_quick"] = {**QUICK_EVAL, **_rounded(evaluate.accuracy(model, tokenizer, **QUICK_EVAL))}
+            model, style = zoo.load(name, root), TEACHER.answers
+            metrics["accuracy"] = _rounded(evaluate.accuracy(model, tokenizer, **EVAL, answers=style))
+            metrics["accuracy_quick"] = {**QUICK_EVAL, "answers": style,
+                                         **_rounded(evaluate.accuracy(model, tokenizer, **QUICK_EVAL, answers=style))}
+            metrics["caption_f1"] = round(evaluate.caption_f1(model, tokenizer, **EVAL)[0], 4)
         metrics["build_seconds"] = round(time.perf_counter() - start, 1)
         zoo.record(name, _plain(recipe), metrics, root)
         if log:

@@ -4,7 +4,7 @@ Like GPT-4 in LLaVA, the teacher never sees pixels, nor the Scene: every functio
 `SymbolicContext` (captions + boxes) and reads the objects back from the box strings (`read`). It writes
 
     brief    stage-1 pairs: a brief-description instruction (Table 11's list) + one caption
-    conversation         multi-turn questions with short, definite answers      (LLaVA: 58K)
+    conversation         multi-turn questions with definite answers, short or in sentences (LLaVA: 58K)
     detail               a long description of every object and some relations (LLaVA: 23K)
     complex_reasoning    step-by-step reasoning that ends "so the answer is X." (LLaVA: 77K)
 
@@ -56,6 +56,14 @@ T = {  # every other phrasing the teacher writes; {slots} are filled with world 
     "shape_only": "The {full} is a {shape} but not {colour}.",
     "colour_only": "The {full} is {colour} but not a {shape}.", "both": "The {full} is a {colour} {shape}.",
     "found": "There is a {colour} {shape}", "not_found": "No object is a {colour} {shape}",
+    # sentence answers (`Teacher(answers="sentence")`): the referent restated before the answer, as
+    # LLaVA-Instruct's conversations do ("The bus in the image is white and red."). "yes" stays lower-case:
+    # the closed vocabulary has no "Yes", and adding a word would change every shipped model's embedding table.
+    "say_colour": "The {ref} is {value}.", "say_shape": "The {ref} is a {value}.",
+    "say_position": "The {ref} is in the {value}.", "say_one": "There is 1 {noun}.",
+    "say_many": "There are {n} {nouns}.", "say_yes": "yes, there is a {colour} {shape}.",
+    "say_no": "No, there is no {colour} {shape}.", "say_rel_yes": "yes, the {a} is {rel} the {b}.",
+    "say_rel_no": "No, the {a} is not {rel} the {b}.", "say_what": "{what} is {rel} the {b}.",
 }
 # The complex-reasoning type's format cue, which `data` appends to its question: without it "Is there a green
 # square?" reads exactly like a conversation question, and a model trained on the mix cannot know whether to
@@ -85,12 +93,22 @@ def _full(t: Thing) -> str:  # "large red circle in the top left"
     return T["full"].format(size=t.size, colour=t.colour, shape=t.shape, position=t.position)
 
 
+ANSWER_STYLES = ("short", "sentence")
+
+
 @dataclass(frozen=True)
 class QA:
     question: str
-    answer: str
+    answer: str  # the short answer: "red", "3", "yes", "a purple circle"
     category: str
     kind: str  # "yes" or one of NO_KINDS for existence questions, else the category
+    sentence: str  # the same answer restating the referent: "The square is red."
+
+    def reply(self, style: str) -> str:
+        """The answer in one of `ANSWER_STYLES`."""
+        if style not in ANSWER_STYLES:
+            raise ValueError(f"unknown answer style {style!r}; expected one of {', '.join(ANSWER_STYLES)}")
+        return self.answer if style == "short" else self.sentence
 
 
 @dataclass(frozen=True)
@@ -132,19 +150,29 @@ def _refs(things, t: Thing, avoid=()) -> list[str]:
 def _ask_attribute(category: str, things, rng):
     t = _pick(rng, things)
     refs = _refs(things, t, avoid={"colour": ("colour",), "shape": ("shape",), "position": ("row",)}[category])
-    answer = {"colour": t.colour, "shape": t.shape, "position": t.position}[category]
-    return QA(T[category].format(ref=_pick(rng, refs)), answer, category, category) if refs else None
+    if not refs:
+        return None
+    ref, answer = _pick(rng, refs), {"colour": t.colour, "shape": t.shape, "position": t.position}[category]
+    return QA(T[category].format(ref=ref), answer, category, category, T[f"say_{category}"].format(ref=ref, value=answer))
+
+
+def _count_sentence(k: int, noun: str, nouns: str) -> str:
+    return T["say_one"].format(noun=noun) if k == 1 else T["say_many"].format(n=k, nouns=nouns)
 
 
 def _ask_count(things, rng):
     attr = _pick(rng, ("all", "colour", "shape", "size"))
     if attr == "all":
-        return QA(T["count"], str(len(things)), "count", "count")
+        k = len(things)
+        return QA(T["count"], str(k), "count", "count", _count_sentence(k, "object", "objects"))
     values = {"colour": world.COLOURS, "shape": world.SHAPES, "size": world.SIZES}[attr]
     value = getattr(_pick(rng, things), attr) if rng.random() < 0.75 else _pick(rng, values)
     k = sum(getattr(t, attr) == value for t in things)
-    question = T["count_shape"].format(value=PLURALS[value]) if attr == "shape" else T["count_attr"].format(value=value)
-    return QA(question, str(k), "count", "count")
+    if attr == "shape":
+        return QA(T["count_shape"].format(value=PLURALS[value]), str(k), "count", "count",
+                  _count_sentence(k, value, PLURALS[value]))
+    return QA(T["count_attr"].format(value=value), str(k), "count", "count",
+              _count_sentence(k, f"{value} object", f"{value} objects"))
 
 
 def _existence(things, rng, yes_ratio: float) -> tuple[str, str, str]:
@@ -178,18 +206,23 @@ def _ask_relation(things, rng):
         return None
     a, ra, rel, b, rb = found
     if rng.random() < 0.5:
-        return QA(T["relation"].format(a=ra, rel=rel, b=rb), "yes" if RELATIONS[rel](a, b) else "no", "relation",
-                  "relation")
+        holds = RELATIONS[rel](a, b)
+        return QA(T["relation"].format(a=ra, rel=rel, b=rb), "yes" if holds else "no", "relation", "relation",
+                  T["say_rel_yes" if holds else "say_rel_no"].format(a=ra, rel=rel, b=rb))
     hits = [t for t in things if RELATIONS[rel](t, b)]
-    answer = T["a"].format(colour=hits[0].colour, shape=hits[0].shape) if len(hits) == 1 else None
-    return QA(T["what"].format(rel=rel, b=rb), answer, "relation", "relation") if answer else None
+    if len(hits) != 1:
+        return None
+    answer = T["a"].format(colour=hits[0].colour, shape=hits[0].shape)
+    return QA(T["what"].format(rel=rel, b=rb), answer, "relation", "relation",
+              T["say_what"].format(what=answer[0].upper() + answer[1:], rel=rel, b=rb))
 
 
 def _ask(category: str, things, rng, yes_ratio: float):
     """One question of a category, or None when this draw found no question with a definite answer."""
     if category == "existence":
         colour, shape, kind = _existence(things, rng, yes_ratio)
-        return QA(T["existence"].format(colour=colour, shape=shape), "yes" if kind == "yes" else "no", category, kind)
+        return QA(T["existence"].format(colour=colour, shape=shape), "yes" if kind == "yes" else "no", category, kind,
+                  T["say_yes" if kind == "yes" else "say_no"].format(colour=colour, shape=shape))
     if category in ("count", "relation"):
         return (_ask_count if category == "count" else _ask_relation)(things, rng)
     return _ask_attribute(category, things, rng)
@@ -298,40 +331,48 @@ class Teacher:
                    small model learns to read a scene from: with up to 10 turns instead of 4, a language model
                    trained 1000 steps on textual scenes answered colour questions right 67% of the time
                    instead of 19% (`vicuna-mini`'s corpus, measured on 2 cores).
+    answers:       "short" ("red") or "sentence" ("The square is red.", the referent restated as LLaVA-Instruct
+                   does): on bound cell tokens, a 64x2 LM passed the no-lookup level on shape questions after
+                   ~24k sequences with sentences and on none of colour, shape or existence by 56k with short
+                   answers (../shared/reference/LOOKUP_MEASUREMENTS.md).
     """
 
     hallucination: float = 0.0
     verbosity: str = "long"
     yes_ratio: float = 0.5
     max_turns: int = 10
+    answers: str = "short"
 
     def __post_init__(self):
         for name, ok in (("hallucination", 0 <= self.hallucination <= 1), ("yes_ratio", 0 <= self.yes_ratio <= 1),
-                         ("verbosity", self.verbosity in ("short", "long")), ("max_turns", self.max_turns >= 2)):
+                         ("verbosity", self.verbosity in ("short", "long")), ("max_turns", self.max_turns >= 2),
+                         ("answers", self.answers in ANSWER_STYLES)):
             if not ok:
                 raise ValueError(f"Teacher {name}={getattr(self, name)!r} is invalid: hallucination and yes_ratio "
-                                 f"are probabilities, verbosity is 'short' or 'long', max_turns is at least 2")
+                                 f"are probabilities, verbosity is 'short' or 'long', max_turns is at least 2, "
+                                 f"answers is one of {', '.join(ANSWER_STYLES)}")
 
     def brief(self, context: SymbolicContext, rng: np.random.Generator) -> Sample:
         """Stage-1 pair: 'Human: X_q <image> Assistant: X_c' with X_q from Table 11 and X_c one caption."""
         return Sample("brief", ((_pick(rng, BRIEF_INSTRUCTIONS), _pick(rng, context.captions)),))
 
     def conversation(self, context: SymbolicContext, rng: np.random.Generator) -> Sample:
-        """2..max_turns distinct questions of random categories, each with a short definite answer (LLaVA's
-        conversation type asks only questions with definite answers)."""
+        """2..max_turns distinct questions of random categories, each with a definite answer (LLaVA's
+        conversation type asks only questions with definite answers), short or as a sentence (`answers`)."""
         things, found = read(context), {}
         n_turns = int(rng.integers(2, self.max_turns + 1))
         for _ in range(20 * n_turns):  # a scene has over a dozen distinct count questions alone
             qa = _ask(_pick(rng, CATEGORIES), things, rng, self.yes_ratio)
             if qa is not None:
-                found.setdefault(qa.question, (qa.question, qa.answer))
+                found.setdefault(qa.question, (qa.question, qa.reply(self.answers)))
             if len(found) == n_turns:
                 break
         turns, injected = list(found.values()), None
         if rng.random() < self.hallucination:
             fake = _fake(things, rng)
             injected = f"{fake.colour} {fake.shape}"
-            turn = (T["existence"].format(colour=fake.colour, shape=fake.shape), "yes")
+            answer = "yes" if self.answers == "short" else T["say_yes"].format(colour=fake.colour, shape=fake.shape)
+            turn = (T["existence"].format(colour=fake.colour, shape=fake.shape), answer)
             turns = [t for t in turns if t[0] != turn[0]]
             turns.insert(int(rng.integers(len(turns) + 1)), turn)
         return Sample("conversation", tuple(turns), injected)

@@ -1,6 +1,7 @@
-"""clip-mini: CLIP's symmetric InfoNCE, its temperature, shape twins and duplicate-free caption batches."""
+"""clip-mini: CLIP's symmetric InfoNCE, its temperature, shape and cell twins and duplicate-free caption batches."""
 
 import math
+import re
 
 import numpy as np
 import pytest
@@ -55,6 +56,27 @@ def test_shape_twin_differs_only_in_one_shape():
             assert diff.any() and rows.min() >= y1 - 1 and rows.max() <= y2 and cols.min() >= x1 - 1 and cols.max() <= x2
 
 
+OBJECT = re.compile(rf"(small|large) ({'|'.join(world.COLOURS)}) ({'|'.join(world.SHAPES)})")
+
+
+def test_cell_twin_moves_one_object_to_an_empty_cell():
+    rng = np.random.default_rng(0)
+    for seed in range(200):
+        scene = world.sample_scene(seed)
+        twin = clip.cell_twin(scene, rng)
+        assert twin.seed == scene.seed and len(twin.objects) == len(scene.objects)
+        cells = [{(o.row, o.col) for o in s.objects} for s in (scene, twin)]
+        assert len(cells[1]) == len(scene.objects) and len(cells[0] - cells[1]) == 1  # one object moved, no overlap
+        spec = [sorted((o.colour, o.shape, o.size) for o in s.objects) for s in (scene, twin)]
+        assert spec[0] == spec[1]
+        assert [(o.row, o.col) for o in twin.objects] == sorted((o.row, o.col) for o in twin.objects)
+
+
+def test_caption_pool_alternates_shape_and_cell_twins():
+    pool = clip.caption_pool(load_tokenizer(), 6, 48)
+    assert len(pool) == 12 and all(pool.caption[2 * i] != pool.caption[2 * i + 1] for i in range(6))
+
+
 def test_caption_batches_hold_twin_pairs_and_no_duplicate_caption():
     tokenizer = load_tokenizer()
     pool = clip.caption_pool(tokenizer, 12, 48)
@@ -66,9 +88,11 @@ def test_caption_batches_hold_twin_pairs_and_no_duplicate_caption():
         assert b["pixel_values"].shape == (16, 3, 48, 48) and b["input_ids"].shape == b["attention_mask"].shape
         captions = [tokenizer.decode(row[mask.bool()]) for row, mask in zip(b["input_ids"], b["attention_mask"])]
         assert len(set(captions)) == 16, captions
-        for first, second in zip(captions[::2], captions[1::2]):  # a scene and its twin: same words but one shape
+        for first, second in zip(captions[::2], captions[1::2]):  # a scene and its twin
             differ = [(x, y) for x, y in zip(first.split(), second.split()) if x != y]
-            assert len(first.split()) == len(second.split()) and len(differ) == 1 and differ[0][0] in world.SHAPES
+            shape_twin = len(first.split()) == len(second.split()) and len(differ) == 1 and differ[0][0] in world.SHAPES
+            moved = sorted(OBJECT.findall(first)) == sorted(OBJECT.findall(second)) and first != second
+            assert shape_twin or moved, (first, second)
     with pytest.raises(ValueError, match="even"):
         next(clip.caption_batches(pool, 7, seed=0))
 
