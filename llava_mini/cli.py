@@ -129,15 +129,18 @@ def _add_pretrain_vision(sub):
 
 
 def _add_pretrain_lm(sub):
-    p = sub.add_parser("pretrain-lm", help="train vicuna-mini (corpus 'context') or the plain-text LM ('plain')")
-    p.add_argument("--corpus", choices=("context", "plain"), default="context")
+    p = sub.add_parser("pretrain-lm", help="train vicuna-mini (corpus 'cells') or the plain-text LM ('plain')")
+    p.add_argument("--corpus", choices=("cells", "plain"), default="cells")  # the keys of recipe.LM_TRAIN
     _add_train_args(p, "LM_TRAIN[corpus]")
 
     def run(args):
         from llava_mini import jobs, recipe
+        from llava_mini.lm import LMConfig
+        from llava_mini.tokenizer import load_tokenizer
 
         cfg = _train_config(args, recipe.LM_TRAIN[args.corpus])
-        model, metrics = jobs.pretrain_lm(args.corpus, None, cfg, log=_stderr)
+        shape = LMConfig(len(load_tokenizer()), **recipe.LM_SHAPE)
+        model, metrics = jobs.pretrain_lm(args.corpus, shape, cfg, recipe.LM_SCENES, recipe.TEACHER, log=_stderr)
         _save(args, model, recipe.lm_meta(model), metrics)
 
     p.set_defaults(func=run)
@@ -164,7 +167,8 @@ def _add_train(sub):
             model = zoo.load(args.init, kind="llava")
             components = {"vision": zoo.read_config(args.init)["components"]["vision"]}
         cfg = _train_config(args, recipe.STAGE1_TRAIN if args.stage == 1 else recipe.STAGE2_TRAIN)
-        metrics = jobs.train_stage(model, args.stage, cfg, types=tuple(args.types.split(",")), log=_stderr)
+        metrics = jobs.train_stage(model, args.stage, cfg, types=tuple(args.types.split(",")),
+                                   teacher=recipe.TEACHER, log=_stderr)
         _save(args, model, recipe.llava_meta(model), metrics, components)
 
     p.set_defaults(func=run)
@@ -198,6 +202,8 @@ def _add_accuracy(sub):
     p.add_argument("--json", action="store_true", help="print only the JSON object (the only output there is)")
     p.add_argument("--seed", type=int, default=0, help="index of the first scene in the split")
     p.add_argument("--n", type=int, default=300, help="questions per category")
+    p.add_argument("--answers", choices=("short", "sentence"),
+                   help="answer style to score against (default: the one the checkpoint was taught)")
 
     def run(args):
         from llava_mini import evaluate, zoo
@@ -206,7 +212,8 @@ def _add_accuracy(sub):
         if args.n < 1:
             raise ValueError(f"n must be a positive number of questions per category, got {args.n}")
         model = zoo.load(args.model, kind="llava")
-        result = evaluate.accuracy(model, load_tokenizer(), args.split, args.n, args.seed)
+        answers = args.answers or zoo.answer_style(args.model)
+        result = evaluate.accuracy(model, load_tokenizer(), args.split, args.n, args.seed, answers=answers)
         print(json.dumps({k: result[k] for k in evaluate.JSON_KEYS}))
 
     p.set_defaults(func=run)
@@ -215,32 +222,34 @@ def _add_accuracy(sub):
 def _add_zoo(sub):
     p = sub.add_parser("zoo", help="the pretrained checkpoints: list, verify, rebuild")
     actions = p.add_subparsers(dest="action", required=True)
-    actions.add_parser("list", help="names and the metrics measured when they were built")
-    actions.add_parser("verify", help="check every file against the manifest's sha256")
-    actions.add_parser("gates", help="the zoo's targets against its build-time metrics; exit 1 if one is not met")
-    b = actions.add_parser("build", help="retrain and re-evaluate every checkpoint (under 10 min on 2 cores)")
+    for name, text in (("list", "names and the metrics measured when they were built"),
+                       ("verify", "check every file against the manifest's sha256"),
+                       ("gates", "the zoo's targets against its build-time metrics; exit 1 if one is not met")):
+        actions.add_parser(name, help=text).add_argument("--root", type=Path, help="zoo folder (default: the package's)")
+    b = actions.add_parser("build", help="train and evaluate the checkpoints (up to 2 h on 2 cores; use --only)")
     b.add_argument("--only", nargs="*", help="rebuild only these names (their components must exist)")
     b.add_argument("--root", type=Path, help="zoo folder to write (default: the package's zoo)")
 
     def run(args):
         from llava_mini import recipe, zoo
 
+        root = args.root or zoo.ZOO_DIR
         if args.action == "list":
-            for name, entry in zoo.read_manifest().items():
+            for name, entry in zoo.read_manifest(root).items():
                 print(name, json.dumps(entry["metrics"]))
         elif args.action == "verify":
-            bad = zoo.verify()
+            bad = zoo.verify(root)
             if bad:
                 raise ValueError("files differ from the manifest: " + ", ".join(bad))
-            print(f"{len(zoo.read_manifest())} checkpoints match the manifest")
+            print(f"{len(zoo.read_manifest(root))} checkpoints match the manifest")
         elif args.action == "gates":
-            rows = recipe.gates({name: entry["metrics"] for name, entry in zoo.read_manifest().items()})
+            rows = recipe.gates({name: entry["metrics"] for name, entry in zoo.read_manifest(root).items()})
             for target, value, met in rows:
-                print(f"{'met' if met else 'NOT MET':>7}  {value:7.3f}  {target}")
+                print(f"{'met' if met else 'NOT MET':>7}  {value:8.3f}  {target}")
             if not all(met for _, _, met in rows):
                 return 1
         else:
-            seconds = recipe.build_zoo(args.only, args.root or zoo.ZOO_DIR)
+            seconds = recipe.build_zoo(args.only, root)
             print(f"built in {seconds:.0f} s")
 
     p.set_defaults(func=run)

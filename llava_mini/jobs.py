@@ -55,9 +55,11 @@ def pretrain_lm(corpus: str, lm: LMConfig | None, cfg: TrainConfig, n_scenes: in
 
 
 def assemble(vision_tower, lm: LanguageModel, projector: str = "linear", projector_args=None,
-             feature_layer: int = -2, select: str = "patch") -> LlavaMini:
-    """A LlavaMini from a pretrained vision tower and LLM, with a fresh projector W."""
+             feature_layer: int = -2, select: str = "patch", seed: int = 0) -> LlavaMini:
+    """A LlavaMini from a pretrained vision tower and LLM, with a fresh projector W initialised from `seed`
+    (whatever ran before in the process)."""
     tokenizer = load_tokenizer()
+    torch.manual_seed(seed)
     vision_cfg = VisionConfig(**{**vision_tower.config.__dict__, "feature_layer": feature_layer, "select": select})
     cfg = LlavaConfig(vision=vision_cfg, lm=lm.config, projector=projector, projector_args=projector_args or {},
                       image_token_id=tokenizer.image_token_id, pad_token_id=tokenizer.pad_token_id,

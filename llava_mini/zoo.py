@@ -68,6 +68,11 @@ def read_config(name: str, root: Path = ZOO_DIR) -> dict:
     return json.loads(_config_path(name, root).read_text())
 
 
+def answer_style(name: str, root: Path = ZOO_DIR) -> str:
+    """The answer style a checkpoint was taught ("short" for those built before the style was recorded)."""
+    return read_config(name, root).get("answers", "short")
+
+
 def load(name: str, root: Path = ZOO_DIR, kind: str | None = None) -> torch.nn.Module:
     """A checkpoint by zoo name or folder path, in eval mode, with its components' weights filled in.
 

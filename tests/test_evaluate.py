@@ -1,9 +1,14 @@
-"""Accuracy's scoring rules: normalisation, the reasoning conclusion, description F1, the JSON keys."""
+"""Accuracy's scoring rules: normalisation, the reasoning conclusion, description and caption F1, the JSON keys,
+the answer styles, and a language model reading cell tokens."""
 
 import numpy as np
 import pytest
+import torch
 
-from llava_mini import evaluate, teacher, world
+from llava_mini import cells, evaluate, teacher, world
+from llava_mini.conversation import build_prompt
+from llava_mini.lm import LanguageModel, LMConfig
+from llava_mini.tokenizer import load_tokenizer
 
 ISSUE_KEYS = ("colour", "shape", "count", "position", "existence", "relation", "overall", "existence_yes",
               "existence_no", "conjunction_foil", "description", "reasoning", "n")
@@ -62,3 +67,56 @@ def test_accuracy_rejects_bad_arguments():
         evaluate.accuracy(None, None, "dev", 5)
     with pytest.raises(ValueError, match="positive"):
         evaluate.accuracy(None, None, "test", 0)
+
+
+def test_accuracy_scores_the_answer_style_the_model_was_taught(monkeypatch):
+    """A model that answers every question with the teacher's sentence scores 1 in the sentence style and 0 in
+    the short one (and the other way round); description and reasoning are skipped without free_form."""
+    tokenizer = load_tokenizer()
+    truth = {(scene.seed, qa.question): qa for category in evaluate.SHORT_KEYS
+             for scene, qa in evaluate._draw("test", 12, 0, category)}
+    for taught in teacher.ANSWER_STYLES:
+        monkeypatch.setattr(evaluate, "answer", lambda model, tok, scenes, questions, max_new_tokens=12:
+                            [truth[(s.seed, q)].reply(taught) for s, q in zip(scenes, questions)])
+        for scored in teacher.ANSWER_STYLES:
+            result = evaluate.accuracy(None, tokenizer, "test", 12, answers=scored, free_form=False)
+            assert all(result[c] == float(taught == scored) for c in evaluate.SHORT_KEYS), (taught, scored, result)
+            assert result["description"] is None and result["reasoning"] is None
+            assert result["caption_like"] == 0 or taught != scored
+    with pytest.raises(ValueError, match="unknown answer style 'long'"):
+        evaluate.accuracy(None, tokenizer, "test", 5, answers="long")
+
+
+def test_a_language_model_answers_from_the_cell_tokens():
+    tokenizer = load_tokenizer()
+    torch.manual_seed(0)
+    lm = LanguageModel(LMConfig(len(tokenizer), dim=32, layers=1, heads=2)).eval()
+    scenes = [world.sample_scene(s) for s in (1, 2, 3)]
+    questions = ["What colour is the circle?", "How many objects are there?", "Is there a red square?"]
+    replies = evaluate.answer(lm, tokenizer, scenes, questions, max_new_tokens=5)
+    for scene, question, reply in zip(scenes, questions, replies):
+        ids = torch.tensor([build_prompt([{"from": "human", "value": "<image>\n" + question}], tokenizer, 9)])
+        table = torch.tensor([cells.cell_words(scene, tokenizer)])
+        out = lm.generate(inputs_embeds=cells.fill(lm.embed_tokens, ids, table, tokenizer.image_token_id),
+                          max_new_tokens=5, eos_token_id=tokenizer.eos_token_id)
+        assert reply == tokenizer.decode(out[0], skip_special_tokens=True).strip()
+
+
+def test_caption_f1_checks_colour_shape_and_any_stated_position():
+    s = scene(("red", "circle", "large", 0), ("blue", "square", "small", 4))
+    assert evaluate._caption_f1("a large red circle in the top left and a small blue square in the center.", s) == 1.0
+    assert evaluate._caption_f1("in the top left there is a large red circle, in the center there is a small blue "
+                                "square.", s) == 1.0
+    assert evaluate._caption_f1("a red circle and a blue square on a dark background.", s) == 1.0  # no positions
+    assert evaluate._caption_f1("a red circle in the bottom right and a blue square.", s) == pytest.approx(0.5)
+    assert evaluate._caption_f1("a red circle, a red circle and a red circle.", s) == pytest.approx(2 / 5)
+    assert evaluate._caption_f1("a green cross.", s) == 0.0 and evaluate._caption_f1("", s) == 0.0
+
+
+def test_a_caption_is_told_from_a_sentence_answer():
+    caption = "a large red circle in the top left and a small blue square in the center."
+    sentences = ["The red object is a circle.", "yes, there is a blue square in the image.",
+                 "No, the red circle is not to the left of the blue square."]
+    assert evaluate.is_caption(caption, "sentence") and evaluate.is_caption(caption, "short")
+    assert not any(evaluate.is_caption(s, "sentence") for s in sentences)
+    assert not evaluate.is_caption("red", "short") and not evaluate.is_caption("a red circle", "short")

@@ -333,3 +333,54 @@ def test_vocabulary_covers_every_output():
         for text in texts:
             assert vocab.unknown_words(text) == [], text
             assert "  " not in text and not re.search(r" [.,?:;!\]]|\[ ", text), text
+
+
+REL = r"(to the left of|to the right of|above|below)"
+SINGULAR = {plural: shape for shape, plural in teacher.PLURALS.items()}
+
+
+def expected_sentence(question: str, answer: str) -> str:
+    """The LLaVA-style sentence for a question and its short answer, written here independently of the
+    teacher's templates: the question's referent restated before the answer."""
+    forms = [
+        (r"What colour is the (.+)\?", lambda m: f"The {m[1]} is {answer}."),
+        (r"What shape is the (.+)\?", lambda m: f"The {m[1]} is a {answer}."),
+        (r"Where is the (.+)\?", lambda m: f"The {m[1]} is in the {answer}."),
+        (r"How many objects are there\?", lambda m: "There is 1 object." if answer == "1" else f"There are {answer} objects."),
+        (r"How many (\w+) objects are there\?",
+         lambda m: f"There is 1 {m[1]} object." if answer == "1" else f"There are {answer} {m[1]} objects."),
+        (r"How many (\w+) are there\?",
+         lambda m: f"There is 1 {SINGULAR[m[1]]}." if answer == "1" else f"There are {answer} {m[1]}."),
+        (r"Is there a (.+)\?", lambda m: f"yes, there is a {m[1]}." if answer == "yes" else f"No, there is no {m[1]}."),
+        (rf"Is the (.+) {REL} the (.+)\?",
+         lambda m: f"yes, the {m[1]} is {m[2]} the {m[3]}." if answer == "yes" else f"No, the {m[1]} is not {m[2]} the {m[3]}."),
+        (rf"What is {REL} the (.+)\?", lambda m: f"{answer[0].upper()}{answer[1:]} is {m[1]} the {m[2]}."),
+    ]
+    for pattern, sentence in forms:
+        m = re.fullmatch(pattern, question)
+        if m:
+            return sentence(m)
+    raise AssertionError(f"no sentence form for {question!r}")
+
+
+def test_sentence_answers_restate_the_referent_and_keep_the_short_answer():
+    rng = np.random.default_rng(3)
+    for scene, context in contexts(300):
+        for category in teacher.CATEGORIES:
+            for qa in teacher.questions(context, category, rng, n=3):
+                assert qa.reply("sentence") == qa.sentence == expected_sentence(qa.question, qa.answer), qa
+                assert qa.reply("short") == qa.answer and not vocab.unknown_words(qa.sentence)
+    with pytest.raises(ValueError, match="unknown answer style 'long'"):
+        qa.reply("long")
+
+
+def test_sentence_conversations_ask_the_same_questions_and_answer_in_sentences():
+    for scene, context in contexts(100, start=7):
+        short = Teacher(hallucination=0.3).conversation(context, np.random.default_rng(scene.seed))
+        sentences = Teacher(hallucination=0.3, answers="sentence").conversation(context,
+                                                                                np.random.default_rng(scene.seed))
+        assert [q for q, _ in short.turns] == [q for q, _ in sentences.turns] and short.injected == sentences.injected
+        for (question, word), (_, sentence) in zip(short.turns, sentences.turns):
+            assert sentence == expected_sentence(question, word)
+    with pytest.raises(ValueError, match="answers is one of short, sentence"):
+        Teacher(answers="words")

@@ -80,7 +80,8 @@ def test_shipped_checkpoint_reproduces_its_quick_accuracy(name):
     threads = torch.get_num_threads()
     torch.set_num_threads(recipe.BUILD_THREADS)
     try:
-        result = evaluate.accuracy(zoo.load(name), load_tokenizer(), recorded["split"], recorded["n"], recorded["seed"])
+        result = evaluate.accuracy(zoo.load(name), load_tokenizer(), recorded["split"], recorded["n"], recorded["seed"],
+                                   answers=recorded.get("answers", "short"))
     finally:
         torch.set_num_threads(threads)
     again = {key: round(result[key], 4) if isinstance(result[key], float) else result[key]
@@ -90,21 +91,28 @@ def test_shipped_checkpoint_reproduces_its_quick_accuracy(name):
 
 def passing_metrics() -> dict:
     accuracy = {key: 0.97 for key in evaluate.JSON_KEYS}
-    return {"clip-mini": {"probe_shape": {"small": 0.96, "large": 0.99},
-                          "probe_shape_random_init": {"small": 0.60, "large": 0.70}},
-            "llava-mini": {"accuracy": accuracy, "seconds": 100},
-            "llava-mini-stage1": {"accuracy": {**accuracy, "overall": 0.5}, "seconds": 50},
-            "llava-mini-conv-only": {"accuracy": {**accuracy, "description": 0.5, "reasoning": 0.6}, "seconds": 100}}
+    cells = {"cell": 1.0, "occupied": 1.0, "colour": 1.0, "shape_small": 0.96, "shape_large": 1.0, "size": 0.99}
+    metrics = {"clip-mini": {"probe_cells": cells, "probe_shape": {"small": 0.96},
+                             "probe_shape_random_init": {"small": 0.60}},
+               "vicuna-mini": {"accuracy": dict(accuracy)},
+               "llava-mini": {"accuracy": dict(accuracy)},
+               "llava-mini-stage1": {"accuracy": {**accuracy, "description": 0.5, "reasoning": 0.6}, "caption_f1": 0.95},
+               "llava-mini-conv-only": {"accuracy": {**accuracy, "description": 0.5, "reasoning": 0.6}}}
+    for name in recipe.NAMES:
+        metrics.setdefault(name, {})["build_seconds"] = 500
+    return metrics
 
 
 @pytest.mark.parametrize("name, path, value, target", [
-    ("clip-mini", ("probe_shape", "small"), 0.94, "clip-mini shape probe, small objects >= 0.95"),
-    ("clip-mini", ("probe_shape_random_init", "large"), 0.80, "clip-mini shape probe, large objects >= random"),
-    ("llava-mini", ("accuracy", "relation"), 0.949, "llava-mini relation >= 0.95"),
-    ("llava-mini-stage1", ("accuracy", "overall"), 0.78, "llava-mini-stage1 overall"),
-    ("llava-mini-conv-only", ("accuracy", "reasoning"), 0.88, "llava-mini-conv-only reasoning"),
-    ("llava-mini", ("seconds",), 121, "llava-mini trains in <= 120 s"),
-    ("clip-mini", ("build_seconds",), 601, "zoo build, evaluation included, in <= 600 s"),
+    ("clip-mini", ("probe_cells", "cell"), 0.98, "clip-mini layer -2 patch probe: cell >= 0.99"),
+    ("clip-mini", ("probe_shape_random_init", "small"), 0.80, "clip-mini small-object shape probe minus"),
+    ("vicuna-mini", ("accuracy", "existence"), 0.94, "vicuna-mini on cell tokens: existence >= 0.95"),
+    ("llava-mini", ("accuracy", "relation"), 0.79, "llava-mini relation >= 0.80"),
+    ("llava-mini", ("accuracy", "overall"), 0.91, "llava-mini overall >= 0.92"),
+    ("llava-mini-stage1", ("caption_f1",), 0.89, "llava-mini-stage1 caption F1 >= 0.90"),
+    ("llava-mini-stage1", ("accuracy", "description"), 0.70, "llava-mini description minus llava-mini-stage1's"),
+    ("llava-mini-conv-only", ("accuracy", "reasoning"), 0.88, "llava-mini reasoning minus llava-mini-conv-only's"),
+    ("llava-mini", ("build_seconds",), 3601, "llava-mini builds in <= 3600 s"),
 ])
 def test_gates_flag_exactly_the_target_that_is_missed(name, path, value, target):
     metrics = passing_metrics()
@@ -117,13 +125,22 @@ def test_gates_flag_exactly_the_target_that_is_missed(name, path, value, target)
     assert len(missed) == 1 and missed[0][0].startswith(target), missed
 
 
-@pytest.mark.slow
-def test_zoo_build_reproduces_the_shipped_metrics(tmp_path):
-    """The whole recipe, rebuilt from scratch into a temporary zoo on 2 threads, gives the shipped zoo's
-    measurements: the checkpoints are what `llava-mini zoo build` makes. (Whether they meet the issue's
-    targets is `llava-mini zoo gates`, reported in the README.)"""
-    recipe.build_zoo(root=tmp_path, log=None)
-    assert sorted(zoo.read_manifest(tmp_path)) == sorted(recipe.NAMES) and zoo.verify(tmp_path) == []
-    shipped, rebuilt = zoo.read_manifest(), zoo.read_manifest(tmp_path)
+def test_the_whole_build_has_its_own_budget():
+    metrics = passing_metrics()
     for name in recipe.NAMES:
-        assert rebuilt[name]["files"] == shipped[name]["files"], name
+        metrics[name]["build_seconds"] = 1100  # each job well inside an hour, 7700 s in all
+    missed = [row for row in recipe.gates(metrics) if not row[2]]
+    assert [row[0] for row in missed] == ["zoo build in <= 7200 s"]
+
+
+def test_a_missing_metric_is_not_met():
+    metrics = passing_metrics()
+    del metrics["vicuna-mini"]["accuracy"]
+    missed = [row for row in recipe.gates(metrics) if not row[2]]
+    assert len(missed) == 5 and all(row[0].startswith("vicuna-mini on cell tokens") for row in missed)
+
+
+def test_a_short_stage1_from_the_shipped_components_rebuilds_bit_for_bit():
+    """CI does not rebuild the zoo (up to 2 h); it reruns `recipe.REBUILD_CHECK`, a 20-step stage 1 from the
+    shipped clip-mini and vicuna-mini, and gets the W the build recorded, bit for bit."""
+    assert recipe.rebuild_check() == zoo.read_manifest()["llava-mini-stage1"]["metrics"]["rebuild_check"]
