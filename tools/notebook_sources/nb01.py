@@ -501,6 +501,7 @@ filtered student sees fewer distinct records in the same number of steps.
 
 code(r"""
 STEPS = 150  # about 25-30 s per student on 2 CPU cores
+ZOO_STAGE2 = train.TrainConfig(**zoo.read_manifest()["llava-mini"]["recipe"]["train"])  # the shipped zoo's stage 2
 
 
 def finetune(rows) -> tuple:
@@ -509,9 +510,9 @@ def finetune(rows) -> tuple:
     train.set_stage(model, 2)
     examples = [corpora.Example(conversation.build_chat(record["conversations"], tokenizer, model.num_image_tokens),
                                 seed) for seed, record, _, _ in rows]
-    batches = corpora.Batches(examples, tokenizer, recipe.STAGE2_TRAIN.batch_size, seed=0,
+    batches = corpora.Batches(examples, tokenizer, ZOO_STAGE2.batch_size, seed=0,
                               image_size=model.config.vision.image_size, group_by_length=True)
-    losses = train.fit(model, batches, dataclasses.replace(recipe.STAGE2_TRAIN, steps=STEPS), corpora.llava_loss,
+    losses = train.fit(model, batches, dataclasses.replace(ZOO_STAGE2, steps=STEPS), corpora.llava_loss,
                        log=None)
     return model, losses
 
@@ -520,14 +521,14 @@ students = {}
 for name, rows in arms.items():
     students[name], losses = finetune(rows)
     print(f"{name:>18}: {STEPS} steps, loss of the last 10 steps {np.mean(losses[-10:]):.2f}")
-print(f"(the zoo's full stage 2 runs {recipe.STAGE2_TRAIN.steps} steps)")
+print(f"(the zoo's full stage 2 runs {ZOO_STAGE2.steps} steps)")
 """)
 
 md(r"""
 The measurement: POPE-style questions about 300 test scenes, greedy answers, and the share of answers that are "yes"
 for each kind of question. For an object that is there, "yes" is right (the higher the better); for an absent one,
 every "yes" is a hallucination. For scale, the same questions also go to the zoo's `llava-mini-conv-only`: stage 2
-on clean conversations with the full recipe (`recipe.STAGE2_TRAIN`, more scenes and more steps).
+on clean conversations with the full recipe (the zoo's stage 2, more scenes and more steps).
 """)
 
 code(r"""
