@@ -78,3 +78,19 @@ def test_zoo_verify_and_list(capsys):
     assert code == 0 and out.startswith("7 checkpoints match the manifest")
     code, out, _ = run(capsys, "zoo", "list")
     assert code == 0 and sorted(line.split()[0] for line in out.splitlines()) == sorted(recipe.NAMES)
+
+
+def test_zoo_gates_read_the_given_zoo_and_fail_while_a_target_is_missed(capsys, tmp_path):
+    code, out, _ = run(capsys, "zoo", "gates", "--root", str(tmp_path))  # an empty zoo: every metric missing
+    lines = out.splitlines()
+    assert code == 1 and len(lines) == len(recipe.gates({})) and all(line.lstrip().startswith("NOT MET") for line in lines)
+    code, out, _ = run(capsys, "zoo", "gates")
+    assert code == 1 and "clip-mini layer -2 patch probe: cell >= 0.99" in out
+
+
+def test_accuracy_scores_the_style_asked_for(capsys):
+    base = ("accuracy", "--model", "llava-mini", "--json", "--n", "3")
+    taught, short, sentence = (json.loads(run(capsys, *base, *extra)[1]) for extra in
+                               ((), ("--answers", "short"), ("--answers", "sentence")))
+    assert taught == short  # the shipped llava-mini was taught short answers
+    assert sentence["colour"] == sentence["shape"] == 0.0  # it never says "The square is red."
