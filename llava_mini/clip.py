@@ -25,10 +25,11 @@ from llava_mini.vision import VisionConfig, VisionTower
 
 
 # Initial scale of the ViT's learned position embeddings. CLIP's 0.02 leaves them tiny next to the patch
-# content, and after a short training a linear probe reads an object token's grid cell at chance (13%):
-# position would reach W only through the LLM's own position encoding. At 0.5 the probe reads it (~80%),
-# and shape probes and zero-shot retrieval are unchanged or better (measured).
-POSITION_INIT_STD = 0.5
+# content: after a short training a linear probe read an object token's grid cell at chance (13%), so position
+# would reach W only through the LLM's own position encoding. Measured with cell twins (`probe.cell_probe`,
+# layer -2, 1800 steps): std 0.5 -> cell 0.963 (object patches 0.85), 1.0 -> 0.997, 1.5 -> 0.998; the
+# small-object shape probe 0.951, 0.934, 0.934; zero-shot retrieval 0.98, 1.00, 1.00.
+POSITION_INIT_STD = 1.0
 
 
 @dataclass

@@ -32,6 +32,8 @@ class TrainConfig:
     lr: float = 2e-3
     weight_decay: float = 0.0
     warmup: float = 0.03  # fraction of steps with a linear warm-up
+    decay: float = 1.0  # fraction of steps, at the end, of the cosine decay to 0 (1: all after the warm-up;
+    #                     below 1: constant at `lr` until then, "warm-up, stable, decay")
     grad_accum: int = 1  # micro-batches per optimizer step
     max_grad_norm: float | None = 1.0
     device: str = "auto"  # "auto" | "cpu" | "cuda"
@@ -79,12 +81,14 @@ def set_stage(model: nn.Module, stage: int) -> dict[str, tuple[int, int]]:
     return count_parameters(model)
 
 
-def cosine_lr(step: int, total: int, warmup_steps: int, peak: float) -> float:
-    """Linear warm-up to `peak`, then cosine decay to 0 at `total`."""
+def cosine_lr(step: int, total: int, warmup_steps: int, peak: float, decay_steps: int | None = None) -> float:
+    """Linear warm-up to `peak`, constant, then cosine decay to 0 at `total` over the last `decay_steps`
+    (default: every step after the warm-up)."""
     if step < warmup_steps:
         return peak * (step + 1) / warmup_steps
-    progress = (step - warmup_steps) / max(1, total - warmup_steps)
-    return peak * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+    decay_steps = total - warmup_steps if decay_steps is None else decay_steps
+    progress = (step - (total - decay_steps)) / max(1, decay_steps)
+    return peak * 0.5 * (1.0 + math.cos(math.pi * min(1.0, max(0.0, progress))))
 
 
 def supervised_tokens(batch: dict) -> int:
@@ -124,6 +128,7 @@ def fit(
         torch.autocast("cuda", dtype=torch.bfloat16) if (cfg.bf16 and device.type == "cuda") else nullcontext()
     )
     warmup_steps = max(1, round(cfg.warmup * cfg.steps))
+    decay_steps = None if cfg.decay >= 1 else max(1, round(cfg.decay * cfg.steps))
     show_bar = sys.stderr.isatty() if cfg.progress is None else cfg.progress
     bar = None
     if show_bar:
@@ -133,7 +138,7 @@ def fit(
     history: list[float] = []
     for step in range(cfg.steps):
         for group in optimizer.param_groups:
-            group["lr"] = cosine_lr(step, cfg.steps, warmup_steps, cfg.lr)
+            group["lr"] = cosine_lr(step, cfg.steps, warmup_steps, cfg.lr, decay_steps)
         micro = [to_device(next(batches), device) for _ in range(cfg.grad_accum)]
         n_items = sum(count_fn(b) for b in micro) if count_fn else None
         total = 0.0

@@ -11,6 +11,7 @@ file's sha256, the recipe and the metrics measured at build time. `llava-mini zo
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 from pathlib import Path
@@ -101,15 +102,18 @@ def read_manifest(root: Path = ZOO_DIR) -> dict:
 
 
 def record(name: str, recipe: dict, metrics: dict, root: Path = ZOO_DIR) -> None:
-    """Add or replace one entry of the manifest: file hashes, recipe, metrics."""
-    manifest = read_manifest(root)
+    """Add or replace one entry of the manifest: file hashes, recipe, metrics. A lock file serialises
+    concurrent builds of different names into the same zoo."""
     folder = root / name
-    manifest[name] = {
-        "files": {p.name: sha256(p) for p in sorted(folder.iterdir())},
-        "recipe": recipe,
-        "metrics": metrics,
-    }
-    (root / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+    with open(root / ".manifest.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        manifest = read_manifest(root)
+        manifest[name] = {
+            "files": {p.name: sha256(p) for p in sorted(folder.iterdir())},
+            "recipe": recipe,
+            "metrics": metrics,
+        }
+        (root / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
 
 
 def verify(root: Path = ZOO_DIR) -> list[str]:

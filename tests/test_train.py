@@ -103,6 +103,15 @@ def test_cosine_schedule_warms_up_then_decays_to_zero():
     assert math.isclose(cosine_lr(total + 5, total, warmup, peak), 0.0, abs_tol=1e-12)
 
 
+def test_a_late_decay_holds_the_peak_then_decays_to_zero():
+    peak, total, warmup, decay = 1e-3, 100, 10, 20
+    lrs = [cosine_lr(s, total, warmup, peak, decay) for s in range(total + 1)]
+    assert lrs[:warmup] == [cosine_lr(s, total, warmup, peak) for s in range(warmup)]  # the same warm-up
+    assert all(lr == pytest.approx(peak) for lr in lrs[warmup:total - decay + 1])  # stable
+    assert lrs[total - decay // 2] == pytest.approx(peak / 2) and lrs[total] == pytest.approx(0)
+    assert all(a >= b for a, b in zip(lrs[warmup:], lrs[warmup + 1:]))
+
+
 def accumulated_grads(micro_batches: list[dict], grad_accum: int) -> dict[str, torch.Tensor]:
     """The gradient `fit` hands the optimizer in its first step (read by post-accumulate hooks)."""
     model = tiny_model()
