@@ -3,7 +3,8 @@
 Questions come from the teacher on held-out scenes of a split (`world.SPLITS`), one per scene and category,
 single-turn, answered greedily. A reply is right when, normalised (lower case, no punctuation, number words
 as digits), it equals the teacher's answer in the style the model was trained on (`teacher.ANSWER_STYLES`):
-the short answer ("red") or the whole sentence that restates the referent ("The square is red."). Two free-form types are scored against the scene instead:
+the short answer ("red") or the whole sentence that restates the referent ("The square is red."). Two
+free-form types are scored against the scene instead:
 
 - `description`: F1 of the (colour, shape, position) facts a detailed description states, against the
   scene's objects; a stated object that is not there is a false positive.
@@ -32,9 +33,10 @@ MAX_REPLY_TOKENS = {"short": 12, "sentence": 32}  # the longest sentence answer 
 _FACT = re.compile(rf"\b({'|'.join(world.COLOURS)}) ({'|'.join(world.SHAPES)})\b")
 _PHRASES = sorted((p for row in world.POSITIONS for p in row), key=len, reverse=True)  # longest first
 _POSITION = re.compile(rf"\b({'|'.join(_PHRASES)})\b")
-_C, _S, _P = ("|".join(words) for words in (world.COLOURS, world.SHAPES, _PHRASES))
+_Z, _C, _S, _P = ("|".join(words) for words in (world.SIZES, world.COLOURS, world.SHAPES, _PHRASES))
 # An object a caption names, with its position where stated: "in the P there is a [size] C S" or "C S [in the P]".
-_NAMED = re.compile(rf"\bin the ({_P}) there is an? (?:(?:small|large) )?({_C}) ({_S})\b|\b({_C}) ({_S})\b(?: in the ({_P})\b)?")
+_NAMED = re.compile(rf"\bin the ({_P}) there is an? (?:(?:{_Z}) )?({_C}) ({_S})\b"
+                    rf"|\b({_C}) ({_S})\b(?: in the ({_P})\b)?")
 
 
 def normalise(answer: str) -> str:
@@ -80,7 +82,8 @@ def description_f1(description: str, scene: world.Scene) -> float:
 
 
 @torch.no_grad()
-def generate(model, tokenizer, scenes, prompts: list[list[int]], max_new_tokens: int, batch_size: int = 64) -> list[str]:
+def generate(model, tokenizer, scenes, prompts: list[list[int]], max_new_tokens: int,
+             batch_size: int = 64) -> list[str]:
     """Greedy continuations of prompt ids (each with the image placeholders of its scene), left-padded in
     batches. A LlavaMini sees each scene's image; a LanguageModel (vicuna-mini) reads its cell tokens."""
     model.eval()
@@ -93,7 +96,8 @@ def generate(model, tokenizer, scenes, prompts: list[list[int]], max_new_tokens:
         if isinstance(model, LanguageModel):
             table = torch.tensor([cells.cell_words(s, tokenizer) for s in chunk], device=device)
             out = model.generate(inputs_embeds=cells.fill(model.embed_tokens, ids, table, tokenizer.image_token_id),
-                                 attention_mask=mask, max_new_tokens=max_new_tokens, eos_token_id=tokenizer.eos_token_id)
+                                 attention_mask=mask, max_new_tokens=max_new_tokens,
+                                 eos_token_id=tokenizer.eos_token_id)
         else:
             pixels = world.pixel_values(world.render_batch(chunk, model.config.vision.image_size)).to(device)
             out = model.generate(ids, pixels, mask, max_new_tokens=max_new_tokens, eos_token_id=tokenizer.eos_token_id)

@@ -153,7 +153,8 @@ def _ask_attribute(category: str, things, rng):
     if not refs:
         return None
     ref, answer = _pick(rng, refs), {"colour": t.colour, "shape": t.shape, "position": t.position}[category]
-    return QA(T[category].format(ref=ref), answer, category, category, T[f"say_{category}"].format(ref=ref, value=answer))
+    sentence = T[f"say_{category}"].format(ref=ref, value=answer)
+    return QA(T[category].format(ref=ref), answer, category, category, sentence)
 
 
 def _count_sentence(k: int, noun: str, nouns: str) -> str:
