@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
-from llava_mini import world, zoo
+from llava_mini import vocab, world, zoo
 from llava_mini.conversation import build_prompt
 from llava_mini.tokenizer import load_tokenizer
 
@@ -21,7 +22,12 @@ from llava_mini.tokenizer import load_tokenizer
 def read_image(path: str, size: int, log=None) -> np.ndarray:
     """An image file as an RGB uint8 array (size, size, 3). Another size is resized the way the exported
     `CLIPImageProcessor` does it (shortest edge to `size`, bicubic, then a centre crop), and `log` is told."""
-    image = Image.open(path).convert("RGB")
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"no image file {path}")
+    try:
+        image = Image.open(path).convert("RGB")
+    except UnidentifiedImageError:
+        raise ValueError(f"{path} is not an image file (expected a PNG, JPEG or another format PIL reads)") from None
     if image.size != (size, size):
         width, height = image.size
         scale = size / min(width, height)
@@ -33,6 +39,10 @@ def read_image(path: str, size: int, log=None) -> np.ndarray:
             log(f"note: {path} is {width}x{height} px; resized to the model's {size}x{size} "
                 "(shortest edge, bicubic, centre crop, as CLIPImageProcessor does)")
     return np.array(image)  # a writable copy, as torch.from_numpy wants
+
+
+def _note(text: str) -> None:
+    print(text, file=sys.stderr)
 
 
 @dataclass
@@ -48,14 +58,21 @@ class Session:
         model = zoo.load(model_name, kind="llava")
         size = model.config.vision.image_size
         if image is not None:
-            pixels = read_image(image, size, log=lambda note: print(note, file=sys.stderr))
+            pixels = read_image(image, size, log=_note)
         else:
             pixels = world.render(world.sample_scene(scene), size)
         return cls(model, pixels)
 
-    def ask(self, question: str, max_new_tokens: int = 160) -> str:
-        """The model's greedy answer to the next question; the turn is kept for the following ones."""
+    def ask(self, question: str, max_new_tokens: int = 160, log=None) -> str:
+        """The model's greedy answer to the next question; the turn is kept for the following ones.
+
+        Ordinary variants of known words ("what", "color") are read as the known word, and `log` is told;
+        any other unknown word raises ValueError naming the nearest known words."""
         tokenizer = load_tokenizer()
+        question, changes = vocab.respell(question)
+        vocab.check_known(question)
+        if changes and log:
+            log("note: read " + ", ".join(f"{typed!r} as {known!r}" for typed, known in changes))
         value = ("<image>\n" + question) if not self.turns else question
         turns = self.turns + [{"from": "human", "value": value}]
         ids = build_prompt(turns, tokenizer, self.model.num_image_tokens)
@@ -72,4 +89,7 @@ def interactive(session: Session, max_new_tokens: int = 160) -> None:
     for line in sys.stdin:
         if not line.strip():
             break
-        print(session.ask(line.strip(), max_new_tokens), flush=True)
+        try:
+            print(session.ask(line.strip(), max_new_tokens, log=_note), flush=True)
+        except ValueError as err:
+            print(f"error: {err}", file=sys.stderr)

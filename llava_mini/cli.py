@@ -140,7 +140,8 @@ def _add_pretrain_lm(sub):
 
         cfg = _train_config(args, recipe.LM_TRAIN[args.corpus])
         shape = LMConfig(len(load_tokenizer()), **recipe.LM_SHAPE)
-        model, metrics = jobs.pretrain_lm(args.corpus, shape, cfg, recipe.LM_SCENES, recipe.TEACHER, log=_stderr)
+        model, metrics = jobs.pretrain_lm(args.corpus, shape, cfg, recipe.LM_SCENES, recipe.TEACHER,
+                                          recipe.LM_CAPTIONS_EVERY, log=_stderr)
         _save(args, model, recipe.lm_meta(model), metrics)
 
     p.set_defaults(func=run)
@@ -188,7 +189,7 @@ def _add_chat(sub):
 
         session = chat.Session.open(args.model, image=args.image, scene=args.scene)
         if args.question is not None:
-            print(session.ask(args.question, max_new_tokens=args.max_new_tokens))
+            print(session.ask(args.question, max_new_tokens=args.max_new_tokens, log=_stderr))
             return
         chat.interactive(session, max_new_tokens=args.max_new_tokens)
 
@@ -269,7 +270,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args) or 0
     except (ValueError, FileNotFoundError, KeyError) as err:
-        print(f"llava-mini {args.command}: error: {err}", file=sys.stderr)
+        message = err.args[0] if isinstance(err, KeyError) and err.args else err  # str(KeyError) adds quotes
+        print(f"llava-mini {args.command}: error: {message}", file=sys.stderr)
         return 2
 
 

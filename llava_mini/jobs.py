@@ -39,14 +39,14 @@ def pretrain_vision(vision: VisionConfig, cfg: TrainConfig, text: clip.TextConfi
 
 
 def pretrain_lm(corpus: str, lm: LMConfig | None, cfg: TrainConfig, n_scenes: int = 8000,
-                teacher: Teacher | None = None, log=print) -> tuple[LanguageModel, dict]:
-    """Pre-train the LLM on the `cells` corpus (vicuna-mini: chats about a scene's cell tokens), the textual
-    `context` one, or the `plain` one (the contrast)."""
+                teacher: Teacher | None = None, captions_every: int = 1, log=print) -> tuple[LanguageModel, dict]:
+    """Pre-train the LLM on the `cells` corpus (vicuna-mini: chats about a scene's cell tokens, captions of
+    every `captions_every`-th scene), the textual `context` one, or the `plain` one (the contrast)."""
     start, tokenizer = time.perf_counter(), load_tokenizer()
     torch.manual_seed(cfg.seed)
     model = LanguageModel(lm or LMConfig(len(tokenizer)))
     seeds = world.split_seeds("train", n_scenes)
-    examples = (corpora.cell_examples(seeds, tokenizer, teacher) if corpus == "cells"
+    examples = (corpora.cell_examples(seeds, tokenizer, teacher, captions_every) if corpus == "cells"
                 else corpora.lm_examples(corpus, seeds, tokenizer, teacher))
     batches = corpora.Batches(examples, tokenizer, cfg.batch_size, cfg.seed, group_by_length=True)
     losses = fit(model, batches, cfg, corpora.lm_loss, log=log)

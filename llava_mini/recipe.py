@@ -41,11 +41,13 @@ CLIP_TRAIN = TrainConfig(steps=1800, batch_size=128, lr=2e-3, warmup=0.05)
 TEACHER = Teacher(answers="sentence")
 LM_SHAPE = {"dim": 64, "layers": 2, "heads": 4}  # vicuna-mini and plain-lm (LOOKUP_MEASUREMENTS' 64x2 LM)
 LM_SCENES = 16000
-LM_TRAIN = {"cells": TrainConfig(steps=4000, batch_size=64, lr=3e-3, warmup=0.02),
+LM_CAPTIONS_EVERY = 4  # vicuna-mini's corpus: a chat per scene, a caption per 4th scene (corpora.cell_examples)
+LM_TRAIN = {"cells": TrainConfig(steps=5500, batch_size=64, lr=3e-3, warmup=0.02, decay=0.25),
             "plain": TrainConfig(steps=1000, batch_size=64, lr=3e-3, warmup=0.02)}
 LM_CORPUS = {"vicuna-mini": "cells", "plain-lm": "plain"}
-STAGE1_TRAIN = TrainConfig(steps=1500, batch_size=64, lr=3e-3)
-STAGE2_TRAIN = TrainConfig(steps=1000, batch_size=64, lr=1e-3)
+PROJECTOR = "linear"  # LLaVA v1's H_v = W·Z_v
+STAGE1_TRAIN = TrainConfig(steps=3000, batch_size=64, lr=3e-3)
+STAGE2_TRAIN = TrainConfig(steps=1500, batch_size=64, lr=1e-3)
 FULL_MIX = ("conversation", "detail", "complex_reasoning")
 REBUILD_CHECK = TrainConfig(steps=20, batch_size=16, lr=STAGE1_TRAIN.lr)  # the test suite's bit-for-bit rebuild
 EVAL = {"split": "test", "n": 300, "seed": 0}  # the manifest's `accuracy`
@@ -83,7 +85,7 @@ def _clip_mini(root: Path, log) -> dict:
 def _lm(name: str, root: Path, log) -> dict:
     corpus, tokenizer = LM_CORPUS[name], load_tokenizer()
     model, metrics = jobs.pretrain_lm(corpus, LMConfig(len(tokenizer), **LM_SHAPE), LM_TRAIN[corpus], LM_SCENES,
-                                      TEACHER, log=log)
+                                      TEACHER, LM_CAPTIONS_EVERY, log=log)
     zoo.save(name, model.cpu(), lm_meta(model), root)
     if corpus == "cells":  # its own task: chats about bound cell tokens, and captions of them
         metrics["accuracy"] = _rounded(evaluate.accuracy(model, tokenizer, **EVAL, answers=TEACHER.answers,
@@ -93,7 +95,7 @@ def _lm(name: str, root: Path, log) -> dict:
 
 
 def _stage1(name: str, lm: str, root: Path, log) -> dict:
-    model = jobs.assemble(zoo.load("clip-mini", root).vision, zoo.load(lm, root))
+    model = jobs.assemble(zoo.load("clip-mini", root).vision, zoo.load(lm, root), PROJECTOR)
     metrics = jobs.train_stage(model, 1, STAGE1_TRAIN, teacher=TEACHER, log=log)
     zoo.save(name, model.cpu(), llava_meta(model), root, components={"vision": "clip-mini", "lm": lm})
     return metrics
@@ -111,16 +113,17 @@ JOBS = {
     "clip-mini": (_clip_mini, {"train": CLIP_TRAIN, "vision": VISION, "pool_scenes": CLIP_POOL}),
     "vicuna-mini": (lambda root, log: _lm("vicuna-mini", root, log),
                     {"train": LM_TRAIN["cells"], "corpus": "cells", "lm": LM_SHAPE, "scenes": LM_SCENES,
+                     "captions_every": LM_CAPTIONS_EVERY,
                      "teacher": TEACHER}),
     "plain-lm": (lambda root, log: _lm("plain-lm", root, log),
                  {"train": LM_TRAIN["plain"], "corpus": "plain", "lm": LM_SHAPE, "scenes": LM_SCENES,
                   "teacher": TEACHER}),
     "plain-lm-stage1": (lambda root, log: _stage1("plain-lm-stage1", "plain-lm", root, log),
                         {"train": STAGE1_TRAIN, "stage": 1, "vision": "clip-mini", "lm": "plain-lm",
-                         "teacher": TEACHER}),
+                         "projector": PROJECTOR, "teacher": TEACHER}),
     "llava-mini-stage1": (lambda root, log: _stage1("llava-mini-stage1", "vicuna-mini", root, log),
                           {"train": STAGE1_TRAIN, "stage": 1, "vision": "clip-mini", "lm": "vicuna-mini",
-                           "teacher": TEACHER}),
+                           "projector": PROJECTOR, "teacher": TEACHER}),
     "llava-mini": (lambda root, log: _stage2("llava-mini", FULL_MIX, root, log),
                    {"train": STAGE2_TRAIN, "stage": 2, "init": "llava-mini-stage1", "types": ",".join(FULL_MIX),
                     "teacher": TEACHER}),

@@ -13,6 +13,7 @@ answers are lower-case.
 
 from __future__ import annotations
 
+import difflib
 import re
 
 from llava_mini import teacher, world
@@ -46,3 +47,38 @@ _KNOWN = frozenset(WORDS)
 def unknown_words(text: str) -> list[str]:
     """The tokens of `text` that are not in WORDS, each once, in order of appearance."""
     return list(dict.fromkeys(tok for tok in tokens(text) if tok not in _KNOWN))
+
+
+# Ordinary variants of known words that a learner types: the spelling of the other side of the Atlantic.
+SPELLINGS = {"color": "colour", "colors": "colours", "colored": "coloured", "centre": "center"}
+
+
+def respell(text: str) -> tuple[str, list[tuple[str, str]]]:
+    """`text` with each unknown word that is a variant of a known one (another letter case, `SPELLINGS`)
+    replaced by it, and the (typed, read as) pairs; other words are left as they are."""
+    changes = []
+
+    def known_variant(match: re.Match) -> str:
+        word = match.group(0)
+        if word in _KNOWN:
+            return word
+        spelt = SPELLINGS.get(word.lower(), word.lower())
+        for candidate in (spelt, spelt.capitalize(), spelt.upper()):
+            if candidate in _KNOWN:
+                changes.append((word, candidate))
+                return candidate
+        return word
+
+    return re.sub(r"[A-Za-z]+(?:'[a-z]+)?", known_variant, text), changes
+
+
+def check_known(text: str) -> None:
+    """Raise ValueError naming each unknown word of `text` and the known words nearest to it."""
+    unknown = unknown_words(text)
+    if unknown:
+        hints = []
+        for word in unknown:
+            near = difflib.get_close_matches(word, WORDS, n=3, cutoff=0.6)
+            hints.append(f"{word!r} (nearest known: {', '.join(near)})" if near else repr(word))
+        raise ValueError(f"unknown word(s) {'; '.join(hints)}: the models know only the {len(WORDS)} words of "
+                         "ShapesWorld (llava_mini.vocab.WORDS)")

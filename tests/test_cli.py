@@ -40,6 +40,30 @@ def test_chat_reads_an_image_file(capsys, tmp_path):
     assert err.count("note:") == 1 and "is 32x32 px; resized to the model's 48x48" in err
 
 
+def test_chat_refuses_a_file_that_is_not_an_image(capsys, tmp_path):
+    path = tmp_path / "notes.png"
+    path.write_text("not a picture")
+    for image, message in ((path, "is not an image file (expected a PNG, JPEG"), (tmp_path / "none.png", "no image file")):
+        code, out, err = run(capsys, "chat", "--image", str(image), "How many objects are there?")
+        assert code == 2 and out == "" and err.startswith("llava-mini chat: error: ") and message in err
+        assert err.count("\n") == 1  # one line, no traceback
+
+
+def test_chat_reads_ordinary_variants_of_known_words_and_says_so(capsys):
+    canonical = run(capsys, "chat", "--scene", "1100000", "What colour is the circle?")[1]
+    code, out, err = run(capsys, "chat", "--scene", "1100000", "what color is the circle?")
+    assert code == 0 and out == canonical
+    assert err == "note: read 'what' as 'What', 'color' as 'colour'\n"
+
+
+def test_chat_names_an_unknown_word_and_the_nearest_known_ones(capsys):
+    code, out, err = run(capsys, "chat", "--scene", "1100000", "What colour is the sqare?")
+    assert code == 2 and out == ""
+    assert "unknown word(s) 'sqare' (nearest known: square" in err and "USER" not in err  # not the internal prompt
+    code, _, err = run(capsys, "chat", "--scene", "1100000", "What colour is the elephant?")
+    assert code == 2 and "unknown word(s) 'elephant':" in err
+
+
 def test_data_exports_images_at_the_zoo_size_unless_told(capsys, tmp_path):
     from PIL import Image
 
@@ -71,6 +95,7 @@ def test_accuracy_json_prints_exactly_one_object_with_the_issues_keys(capsys):
 def test_errors_give_a_clear_message_and_a_nonzero_exit(capsys, argv, message):
     code, out, err = run(capsys, *argv)
     assert code != 0 and out == "" and message in err and err.startswith(f"llava-mini {argv[0]}: error:")
+    assert not err.startswith(f"llava-mini {argv[0]}: error: \"")  # a KeyError's message, not its repr
 
 
 def test_zoo_verify_and_list(capsys):

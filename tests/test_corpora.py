@@ -1,5 +1,6 @@
 """llava_mini.corpora: the bound-cell corpus of vicuna-mini, its batches and its loss."""
 
+import pytest
 import torch
 
 from llava_mini import cells, corpora, world
@@ -36,3 +37,13 @@ def test_the_lm_loss_reads_the_cells():
     assert lm.embed_tokens.weight.grad[colour].abs().sum() > 0
     shuffled = dict(batch, cells=batch["cells"].roll(1, dims=0))
     assert not torch.isclose(corpora.lm_loss(lm, shuffled, None), loss)
+
+
+def test_captions_every_keeps_every_chat_and_a_caption_of_every_kth_scene():
+    seeds = world.split_seeds("train", 8)
+    examples = corpora.cell_examples(seeds, TOK, captions_every=4)
+    plain = [e for e in examples if "?" not in TOK.decode(e.sample.input_ids)]
+    assert len(examples) == 8 + 2 and len(plain) == 2
+    assert [e.cells for e in plain] == [cells.cell_words(world.sample_scene(s), TOK) for s in seeds[::4]]
+    with pytest.raises(ValueError, match="captions_every"):
+        corpora.cell_examples(seeds, TOK, captions_every=0)

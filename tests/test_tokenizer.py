@@ -150,3 +150,15 @@ def test_every_teacher_output_round_trips():
     for text in sorted(texts):
         assert decode(encode(text)) == text
         assert decode(encode(" " + text)) == " " + text  # as an answer after "ASSISTANT:"
+
+
+def test_respell_reads_case_and_spelling_variants_as_known_words_and_leaves_the_rest():
+    text, changes = vocab.respell("what color is the Circle in the centre? Is there an elephant?")
+    assert text == "What colour is the circle in the center? Is there an elephant?"
+    assert changes == [("what", "What"), ("color", "colour"), ("Circle", "circle"), ("centre", "center")]
+    assert vocab.respell("What colour is the circle?") == ("What colour is the circle?", [])
+    with pytest.raises(ValueError, match=r"'elephant': the models know only"):
+        vocab.check_known(text)
+    with pytest.raises(ValueError, match=r"'sqare' \(nearest known: square"):
+        vocab.check_known("What colour is the sqare?")
+    vocab.check_known("What colour is the square?")  # known words: no error
