@@ -11,6 +11,7 @@ file's sha256, the recipe and the metrics measured at build time. `llava-mini zo
 
 from __future__ import annotations
 
+import difflib
 import fcntl
 import hashlib
 import json
@@ -33,7 +34,9 @@ def _config_path(name: str, root: Path) -> Path:
     path = Path(name) / "config.json" if ("/" in name or Path(name).is_dir()) else root / name / "config.json"
     if not path.exists():
         known = ", ".join(names(root)) or "none (run `llava-mini zoo build`)"
-        raise KeyError(f"no checkpoint {name!r}: not a folder with config.json, nor a zoo name; known: {known}")
+        near = difflib.get_close_matches(name, names(root), n=1)
+        hint = f" (did you mean {near[0]}?)" if near else ""
+        raise KeyError(f"no checkpoint {name!r}{hint}: not a folder with config.json, nor a zoo name; known: {known}")
     return path
 
 

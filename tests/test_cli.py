@@ -91,6 +91,7 @@ def test_accuracy_json_prints_exactly_one_object_with_the_issues_keys(capsys):
     (("chat", "--model", "clip-mini", "--scene", "1", "hi"), "'clip-mini' is a clip checkpoint"),
     (("train", "--stage", "1", "--lm", "no-such-lm", "--out", "x"), "no checkpoint 'no-such-lm'"),
     (("zoo", "build", "--only", "llava-maxi"), "unknown zoo names ['llava-maxi']"),
+    (("chat", "--model", "llava-mni", "--scene", "1", "hi"), "no checkpoint 'llava-mni' (did you mean llava-mini?)"),
 ])
 def test_errors_give_a_clear_message_and_a_nonzero_exit(capsys, argv, message):
     code, out, err = run(capsys, *argv)
