@@ -155,7 +155,7 @@ def _add_train(sub):
     p.add_argument("--projector", default="linear", help="stage 1: linear | mlp2x_gelu | resampler | cls | mean")
     p.add_argument("--init", default="llava-mini-stage1", help="stage 2: the stage-1 checkpoint to start from")
     p.add_argument("--types", default="conversation,detail,complex_reasoning", help="stage 2 instruction types")
-    _add_train_args(p, "STAGE1_TRAIN / STAGE2_TRAIN")
+    _add_train_args(p, "STAGE1_TRAIN / stage2_train(types)")
 
     def run(args):
         from llava_mini import jobs, recipe, zoo
@@ -167,8 +167,9 @@ def _add_train(sub):
         else:
             model = zoo.load(args.init, kind="llava")
             components = {"vision": zoo.read_config(args.init)["components"]["vision"]}
-        cfg = _train_config(args, recipe.STAGE1_TRAIN if args.stage == 1 else recipe.STAGE2_TRAIN)
-        metrics = jobs.train_stage(model, args.stage, cfg, types=tuple(args.types.split(",")),
+        types = tuple(args.types.split(","))
+        cfg = _train_config(args, recipe.STAGE1_TRAIN if args.stage == 1 else recipe.stage2_train(types))
+        metrics = jobs.train_stage(model, args.stage, cfg, types=types,
                                    teacher=recipe.TEACHER, log=_stderr)
         _save(args, model, recipe.llava_meta(model), metrics, components)
 

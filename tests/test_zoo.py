@@ -144,3 +144,9 @@ def test_a_short_stage1_from_the_shipped_components_rebuilds_bit_for_bit():
     """CI does not rebuild the zoo (up to 2 h); it reruns `recipe.REBUILD_CHECK`, a 20-step stage 1 from the
     shipped clip-mini and vicuna-mini, and gets the W the build recorded, bit for bit."""
     assert recipe.rebuild_check() == zoo.read_manifest()["llava-mini-stage1"]["metrics"]["rebuild_check"]
+
+
+def test_stage2_trains_each_instruction_type_for_the_same_epochs():
+    full, conversations = recipe.JOBS["llava-mini"][1]["train"], recipe.JOBS["llava-mini-conv-only"][1]["train"]
+    assert full.steps == 3 * conversations.steps == 3 * recipe.STAGE2_TRAIN.steps
+    assert (full.batch_size, full.lr) == (conversations.batch_size, conversations.lr)
