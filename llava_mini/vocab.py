@@ -20,7 +20,8 @@ from llava_mini import teacher, world
 
 # A token: a decimal number, an integer, a word (with an optional 's-style suffix), a newline, or one
 # punctuation character.
-TOKEN_PATTERN = r"\d+\.\d+|\d+|[A-Za-z]+(?:'[a-z]+)?|\n|[^\sA-Za-z0-9]"
+WORD_PATTERN = r"[A-Za-z]+(?:'[a-z]+)?"
+TOKEN_PATTERN = rf"\d+\.\d+|\d+|{WORD_PATTERN}|\n|[^\sA-Za-z0-9]"
 # Vicuna v1's system prompt and roles, as used by LLaVA's `conv_vicuna_v1` chat template.
 SYSTEM_PROMPT = ("A chat between a curious user and an artificial intelligence assistant. "
                  "The assistant gives helpful, detailed, and polite answers to the user's questions.")
@@ -50,7 +51,7 @@ def unknown_words(text: str) -> list[str]:
 
 
 # Ordinary variants of known words that a learner types: the spelling of the other side of the Atlantic.
-SPELLINGS = {"color": "colour", "colors": "colours", "colored": "coloured", "centre": "center"}
+SPELLINGS = {"color": "colour", "centre": "center"}  # the only such words the vocabulary has
 
 
 def respell(text: str) -> tuple[str, list[tuple[str, str]]]:
@@ -69,7 +70,7 @@ def respell(text: str) -> tuple[str, list[tuple[str, str]]]:
                 return candidate
         return word
 
-    return re.sub(r"[A-Za-z]+(?:'[a-z]+)?", known_variant, text), changes
+    return re.sub(WORD_PATTERN, known_variant, text), changes
 
 
 def check_known(text: str) -> None:
