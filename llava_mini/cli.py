@@ -169,8 +169,8 @@ def _add_train(sub):
             components = {"vision": zoo.read_config(args.init)["components"]["vision"]}
         types = tuple(args.types.split(","))
         cfg = _train_config(args, recipe.STAGE1_TRAIN if args.stage == 1 else recipe.stage2_train(types))
-        metrics = jobs.train_stage(model, args.stage, cfg, types=types,
-                                   teacher=recipe.TEACHER, log=_stderr)
+        scenes = recipe.stage2_scenes(types) if args.stage == 2 else 8000
+        metrics = jobs.train_stage(model, args.stage, cfg, scenes, types, teacher=recipe.TEACHER, log=_stderr)
         _save(args, model, recipe.llava_meta(model), metrics, components)
 
     p.set_defaults(func=run)

@@ -70,17 +70,25 @@ def assemble(vision_tower, lm: LanguageModel, projector: str = "linear", project
     return model
 
 
-def train_stage(model: LlavaMini, stage: int, cfg: TrainConfig, n_scenes: int = 8000,
+def train_stage(model: LlavaMini, stage: int, cfg: TrainConfig, n_scenes: int | dict[str, int] = 8000,
                 types=corpora.STAGE2_TYPES, seed_offset: int = 0, teacher: Teacher | None = None,
                 log=print) -> dict:
     """Run LLaVA's stage 1 or 2 on `model` in place; return the trainable count, the final loss and the seconds
-    taken (data included)."""
+    taken (data included). `n_scenes` is one number of train scenes, or one per instruction type in `types`
+    (stage 2: the conversations of more scenes than the other types, `recipe.STAGE2_SCENES`)."""
     start, tokenizer = time.perf_counter(), load_tokenizer()
     counts = set_stage(model, stage)
     if log:
         log(f"stage {stage}: trainable parameters\n{format_counts(counts)}")
-    seeds = world.split_seeds("train", n_scenes, start=seed_offset)
-    examples = corpora.llava_examples(stage, seeds, tokenizer, model.num_image_tokens, types=types, teacher=teacher)
+    scenes = n_scenes if isinstance(n_scenes, dict) else dict.fromkeys(types, n_scenes)
+    if missing := [t for t in types if t not in scenes]:
+        raise ValueError(f"n_scenes gives no number of scenes for {missing}; expected one for each of {list(types)}")
+    examples = []
+    for n in sorted({scenes[t] for t in types}):  # the types of the fewest scenes first, each group per scene
+        seeds = world.split_seeds("train", n, start=seed_offset)
+        group = tuple(t for t in types if scenes[t] == n)
+        examples += corpora.llava_examples(stage, seeds, tokenizer, model.num_image_tokens, types=group,
+                                           teacher=teacher)
     batches = corpora.Batches(examples, tokenizer, cfg.batch_size, cfg.seed, model.config.vision.image_size,
                               group_by_length=True)
     losses = fit(model, batches, cfg, corpora.llava_loss, log=log)

@@ -135,3 +135,23 @@ def test_gradient_accumulation_equals_one_big_batch():
     assert big.keys() == accumulated.keys() and len(big) > 0
     for name in big:
         torch.testing.assert_close(accumulated[name], big[name], rtol=1e-4, atol=1e-6, msg=name)
+
+
+class _Stop(Exception):
+    pass
+
+
+def test_train_stage_reads_each_type_from_its_own_number_of_scenes(monkeypatch):
+    from llava_mini import corpora, jobs, world
+
+    calls = []
+    monkeypatch.setattr(corpora, "llava_examples", lambda stage, seeds, *a, types, **k: calls.append((seeds, types)) or [])
+    monkeypatch.setattr(corpora, "Batches", lambda *a, **k: (_ for _ in ()).throw(_Stop()))
+    with pytest.raises(_Stop):
+        jobs.train_stage(tiny_model(), 2, TrainConfig(steps=1), {"conversation": 6, "detail": 3, "complex_reasoning": 3},
+                         log=None)
+    assert calls == [(world.split_seeds("train", 3), ("detail", "complex_reasoning")),
+                     (world.split_seeds("train", 6), ("conversation",))]
+    with pytest.raises(ValueError, match=r"no number of scenes for \['detail'\]"):
+        jobs.train_stage(tiny_model(), 2, TrainConfig(steps=1), {"conversation": 6}, types=("conversation", "detail"),
+                         log=None)

@@ -148,5 +148,12 @@ def test_a_short_stage1_from_the_shipped_components_rebuilds_bit_for_bit():
 
 def test_stage2_trains_each_instruction_type_for_the_same_epochs():
     full, conversations = recipe.JOBS["llava-mini"][1]["train"], recipe.JOBS["llava-mini-conv-only"][1]["train"]
-    assert full.steps == 3 * conversations.steps == 3 * recipe.STAGE2_TRAIN.steps
+    assert recipe.STAGE2_SCENES == {"conversation": 16000, "detail": 8000, "complex_reasoning": 8000}
+    assert (full.steps, conversations.steps) == (6000, 3000)  # 12 epochs of 64-record batches
+    assert recipe.JOBS["llava-mini-conv-only"][1]["scenes"] == {"conversation": 16000}
     assert (full.batch_size, full.lr) == (conversations.batch_size, conversations.lr)
+
+
+def test_stage2_scenes_rejects_an_unknown_type():
+    with pytest.raises(ValueError, match="unknown instruction types \\['captions'\\]; expected some of conversation"):
+        recipe.stage2_scenes(("conversation", "captions"))
