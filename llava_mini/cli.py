@@ -169,7 +169,7 @@ def _add_train(sub):
             components = {"vision": zoo.read_config(args.init)["components"]["vision"]}
         types = tuple(args.types.split(","))
         cfg = _train_config(args, recipe.STAGE1_TRAIN if args.stage == 1 else recipe.stage2_train(types))
-        scenes = recipe.stage2_scenes(types) if args.stage == 2 else 8000
+        scenes = recipe.stage2_scenes(types) if args.stage == 2 else recipe.STAGE1_SCENES
         metrics = jobs.train_stage(model, args.stage, cfg, scenes, types, teacher=recipe.TEACHER, log=_stderr)
         _save(args, model, recipe.llava_meta(model), metrics, components)
 
@@ -226,8 +226,12 @@ def _add_zoo(sub):
     actions = p.add_subparsers(dest="action", required=True)
     for name, text in (("list", "names and the metrics measured when they were built"),
                        ("verify", "check every file against the manifest's sha256"),
-                       ("gates", "the zoo's targets against its build-time metrics; exit 1 if one is not met")):
+                       ("gates", "the zoo's targets against its build-time metrics; exit 1 if one is not met"),
+                       ("rebuild-check", "rerun the short stage 1 the manifest records and compare its W; exit 1 "
+                                         "if it differs")):
         actions.add_parser(name, help=text).add_argument("--root", type=Path, help="zoo folder (default: the package's)")
+    actions.choices["rebuild-check"].add_argument("--record", action="store_true",
+                                                  help="write this machine's result into the manifest instead")
     b = actions.add_parser("build", help="train and evaluate the checkpoints (up to 2 h on 2 cores; use --only)")
     b.add_argument("--only", nargs="*", help="rebuild only these names (their components must exist)")
     b.add_argument("--root", type=Path, help="zoo folder to write (default: the package's zoo)")
@@ -250,11 +254,32 @@ def _add_zoo(sub):
                 print(f"{'met' if met else 'NOT MET':>7}  {value:8.3f}  {target}")
             if not all(met for _, _, met in rows):
                 return 1
+        elif args.action == "rebuild-check":
+            return _rebuild_check(root, args.record)
         else:
             seconds = recipe.build_zoo(args.only, root)
             print(f"built in {seconds:.0f} s")
 
     p.set_defaults(func=run)
+
+
+def _rebuild_check(root: Path, record: bool) -> int:
+    from llava_mini import recipe, zoo
+
+    entry = zoo.read_manifest(root).get("llava-mini-stage1")
+    if entry is None:
+        raise KeyError(f"the manifest in {root} has no llava-mini-stage1; build it first")
+    fresh = recipe.rebuild_record(recipe.rebuild_projector(root))
+    if record:
+        zoo.record("llava-mini-stage1", entry["recipe"], {**entry["metrics"], **fresh}, root)
+        print(f"recorded: {fresh['rebuild_check']} on {fresh['rebuild_cpu']}")
+        return 0
+    if "rebuild_fingerprint" not in entry["metrics"]:
+        raise KeyError("the manifest records no rebuild check; run `llava-mini zoo rebuild-check --record`")
+    rows = recipe.compare_rebuild(entry["metrics"], fresh)
+    for check, passed, detail in rows:
+        print(f"{ {True: 'same', False: 'DIFFERS', None: 'skipped'}[passed]:>7}  {check}: {detail}")
+    return 1 if False in [passed for _, passed, _ in rows] else 0
 
 
 def build_parser() -> argparse.ArgumentParser:

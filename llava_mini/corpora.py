@@ -62,6 +62,13 @@ def _records(seeds, teacher: Teacher | None, kinds: tuple[str, ...]):
                 yield seed, meta, record
 
 
+def check_types(types) -> None:
+    """Raise ValueError unless every name in `types` is one of the stage-2 instruction types."""
+    unknown = set(types) - set(STAGE2_TYPES)
+    if unknown:
+        raise ValueError(f"unknown instruction types {sorted(unknown)}; expected some of {', '.join(STAGE2_TYPES)}")
+
+
 def llava_examples(stage: int, seeds, tokenizer, num_image_tokens: int, types=STAGE2_TYPES,
                    teacher: Teacher | None = None) -> list[Example]:
     """Stage 1: one `plain` example per scene. Stage 2: one example per scene and instruction type."""
@@ -70,9 +77,7 @@ def llava_examples(stage: int, seeds, tokenizer, num_image_tokens: int, types=ST
                 for seed, _, r in _records(seeds, teacher, ("plain",))]
     if stage != 2:
         raise ValueError(f"stage must be 1 or 2, got {stage!r}")
-    unknown = set(types) - set(STAGE2_TYPES)
-    if unknown:
-        raise ValueError(f"unknown instruction types {sorted(unknown)}; expected some of {STAGE2_TYPES}")
+    check_types(types)
     return [Example(build_chat(r["conversations"], tokenizer, num_image_tokens), seed)
             for seed, _, r in _records(seeds, teacher, tuple(types))]
 

@@ -22,12 +22,13 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import platform
 import time
 from pathlib import Path
 
 import torch
 
-from llava_mini import clip, evaluate, jobs, probe, world, zoo
+from llava_mini import clip, corpora, evaluate, jobs, probe, world, zoo
 from llava_mini.lm import LMConfig
 from llava_mini.teacher import Teacher
 from llava_mini.tokenizer import load_tokenizer
@@ -47,6 +48,7 @@ LM_TRAIN = {"cells": TrainConfig(steps=5500, batch_size=64, lr=3e-3, warmup=0.02
             "plain": TrainConfig(steps=1000, batch_size=64, lr=3e-3, warmup=0.02)}
 LM_CORPUS = {"vicuna-mini": "cells", "plain-lm": "plain"}
 PROJECTOR = "linear"  # LLaVA v1's H_v = W·Z_v
+STAGE1_SCENES = 8000  # LLaVA's 595K CC3M pairs: one caption per scene
 STAGE1_TRAIN = TrainConfig(steps=3000, batch_size=64, lr=3e-3)
 # Stage 2: the same number of epochs over each instruction type's records, as LLaVA trains its 158K and
 # Table 4's 58K-conversation ablation for the same epochs; conversations come from twice the scenes (LLaVA's
@@ -65,9 +67,7 @@ JOB_BUDGET_S, ZOO_BUDGET_S = 3600, 7200  # one job, the whole zoo (evaluation in
 
 def stage2_scenes(types) -> dict[str, int]:
     """The number of train scenes stage 2 reads for each instruction type in `types`."""
-    unknown = [t for t in types if t not in STAGE2_SCENES]
-    if unknown:
-        raise ValueError(f"unknown instruction types {unknown}; expected some of {', '.join(STAGE2_SCENES)}")
+    corpora.check_types(types)
     return {t: STAGE2_SCENES[t] for t in types}
 
 
@@ -117,7 +117,7 @@ def _lm(name: str, root: Path, log) -> dict:
 
 def _stage1(name: str, lm: str, root: Path, log) -> dict:
     model = jobs.assemble(zoo.load("clip-mini", root).vision, zoo.load(lm, root), PROJECTOR)
-    metrics = jobs.train_stage(model, 1, STAGE1_TRAIN, teacher=TEACHER, log=log)
+    metrics = jobs.train_stage(model, 1, STAGE1_TRAIN, STAGE1_SCENES, teacher=TEACHER, log=log)
     zoo.save(name, model.cpu(), llava_meta(model), root, components={"vision": "clip-mini", "lm": lm})
     return metrics
 
@@ -156,15 +156,6 @@ JOBS = {
 NAMES = tuple(JOBS)
 
 
-def rebuild_check(root: Path = zoo.ZOO_DIR) -> str:
-    """sha256 of W after a short stage 1 (`REBUILD_CHECK`) from the zoo's clip-mini and vicuna-mini, on
-    `BUILD_THREADS`. The build records it; the test suite reruns it in seconds and compares, so CI proves
-    that the shipped components and the training code still make the same bits without rebuilding the zoo.
-    Bits hold on the machine kind that built the zoo only (another CPU's kernels round differently): the
-    build records `fingerprint` of the same W too, which the test compares within a tolerance elsewhere."""
-    return _sha256(rebuild_projector(root))
-
-
 def rebuild_projector(root: Path = zoo.ZOO_DIR) -> dict[str, torch.Tensor]:
     """W's tensors after `REBUILD_CHECK`'s short stage 1 from the zoo's clip-mini and vicuna-mini."""
     threads = torch.get_num_threads()
@@ -175,6 +166,35 @@ def rebuild_projector(root: Path = zoo.ZOO_DIR) -> dict[str, torch.Tensor]:
     finally:
         torch.set_num_threads(threads)
     return model.projector.state_dict()
+
+
+def cpu_kind() -> str:
+    """The CPU's model name and a digest of its feature flags: the machine kind whose kernels a bit-for-bit
+    rebuild depends on (another CPU rounds the last bits of the same training differently)."""
+    info = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    fields = dict(line.split(":", 1) for line in info.splitlines() if ":" in line)
+    model = fields.get("model name\t", platform.processor() or platform.machine()).strip()
+    flags = " ".join(sorted(fields.get("flags\t\t", "").split()))
+    return f"{model}, {torch.backends.cpu.get_cpu_capability()}, flags {hashlib.sha256(flags.encode()).hexdigest()[:8]}"
+
+
+def rebuild_record(state: dict[str, torch.Tensor]) -> dict:
+    """What the build records of `rebuild_projector`'s W: its sha256 (`rebuild_check`), its `fingerprint`
+    (`rebuild_fingerprint`) and the machine kind that made them (`rebuild_cpu`)."""
+    return {"rebuild_check": _sha256(state), "rebuild_fingerprint": fingerprint(state), "rebuild_cpu": cpu_kind()}
+
+
+def compare_rebuild(recorded: dict, fresh: dict) -> list[tuple[str, bool | None, str]]:
+    """(check, passed, detail) for a fresh `rebuild_record` against the recorded one: the fingerprint within
+    1e-5 on any CPU; the sha256 bit for bit where the CPU kind is the recorded one (passed None elsewhere)."""
+    gap = max(abs(a - b) for a, b in zip(fresh["rebuild_fingerprint"], recorded["rebuild_fingerprint"]))
+    rows = [("fingerprint", gap <= 1e-5, f"largest difference {gap:.1e} (allowed 1e-5)")]
+    if recorded.get("rebuild_cpu") != fresh["rebuild_cpu"]:
+        rows.append(("sha256", None, f"not comparable: recorded on {recorded.get('rebuild_cpu', 'an unrecorded CPU')}, "
+                                     f"this is {fresh['rebuild_cpu']}"))
+    else:
+        rows.append(("sha256", fresh["rebuild_check"] == recorded["rebuild_check"], fresh["rebuild_check"]))
+    return rows
 
 
 def _sha256(state: dict[str, torch.Tensor]) -> str:
@@ -228,8 +248,7 @@ def _build(only, root: Path, tokenizer, log) -> None:
                                          **_rounded(evaluate.accuracy(model, tokenizer, **QUICK_EVAL, answers=style))}
             metrics["caption_f1"] = round(evaluate.caption_f1(model, tokenizer, **EVAL)[0], 4)
         if name == "llava-mini-stage1":
-            state = rebuild_projector(root)
-            metrics["rebuild_check"], metrics["rebuild_fingerprint"] = _sha256(state), fingerprint(state)
+            metrics.update(rebuild_record(rebuild_projector(root)))
         metrics["build_seconds"] = round(time.perf_counter() - start, 1)
         zoo.record(name, _plain(recipe), metrics, root)
         if log:

@@ -1,10 +1,11 @@
 """The `llava-mini` training-side commands: chat, accuracy, zoo, and their error messages."""
 
 import json
+import shutil
 
 import pytest
 
-from llava_mini import chat, cli, evaluate, recipe, world
+from llava_mini import chat, cli, evaluate, recipe, world, zoo
 
 
 def run(capsys, *argv) -> tuple[int, str, str]:
@@ -91,6 +92,7 @@ def test_accuracy_json_prints_exactly_one_object_with_the_issues_keys(capsys):
     (("chat", "--model", "clip-mini", "--scene", "1", "hi"), "'clip-mini' is a clip checkpoint"),
     (("train", "--stage", "1", "--lm", "no-such-lm", "--out", "x"), "no checkpoint 'no-such-lm'"),
     (("zoo", "build", "--only", "llava-maxi"), "unknown zoo names ['llava-maxi']"),
+    (("zoo", "rebuild-check", "--root", "."), "has no llava-mini-stage1; build it first"),
     (("chat", "--model", "llava-mni", "--scene", "1", "hi"), "no checkpoint 'llava-mni' (did you mean llava-mini?)"),
 ])
 def test_errors_give_a_clear_message_and_a_nonzero_exit(capsys, argv, message):
@@ -104,6 +106,23 @@ def test_zoo_verify_and_list(capsys):
     assert code == 0 and out.startswith("7 checkpoints match the manifest")
     code, out, _ = run(capsys, "zoo", "list")
     assert code == 0 and sorted(line.split()[0] for line in out.splitlines()) == sorted(recipe.NAMES)
+
+
+def test_zoo_rebuild_check_compares_and_records(capsys, tmp_path):
+    code, out, _ = run(capsys, "zoo", "rebuild-check")
+    assert code == 0 and out.lstrip().startswith("same  fingerprint: largest difference")
+    for name in ("clip-mini", "vicuna-mini", "llava-mini-stage1"):
+        shutil.copytree(zoo.ZOO_DIR / name, tmp_path / name)
+        entry = zoo.read_manifest()[name]
+        zoo.record(name, entry["recipe"], {k: v for k, v in entry["metrics"].items() if not k.startswith("rebuild")},
+                   tmp_path)
+    code, _, err = run(capsys, "zoo", "rebuild-check", "--root", str(tmp_path))
+    assert code == 2 and "records no rebuild check" in err
+    code, out, _ = run(capsys, "zoo", "rebuild-check", "--root", str(tmp_path), "--record")
+    recorded = zoo.read_manifest(tmp_path)["llava-mini-stage1"]["metrics"]
+    assert code == 0 and recorded["rebuild_cpu"] == recipe.cpu_kind() and recorded["rebuild_check"] in out
+    code, out, _ = run(capsys, "zoo", "rebuild-check", "--root", str(tmp_path))
+    assert code == 0 and "   same  sha256" in out
 
 
 def test_zoo_gates_read_the_given_zoo_and_fail_while_a_target_is_missed(capsys, tmp_path):
