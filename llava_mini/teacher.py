@@ -342,7 +342,7 @@ class Teacher:
     verbosity: str = "long"
     yes_ratio: float = 0.5
     max_turns: int = 10
-    answers: str = "short"
+    answers: str = "sentence"
 
     def __post_init__(self):
         for name, ok in (("hallucination", 0 <= self.hallucination <= 1), ("yes_ratio", 0 <= self.yes_ratio <= 1),

@@ -137,5 +137,5 @@ def test_accuracy_scores_the_style_asked_for(capsys):
     base = ("accuracy", "--model", "llava-mini", "--json", "--n", "3")
     taught, short, sentence = (json.loads(run(capsys, *base, *extra)[1]) for extra in
                                ((), ("--answers", "short"), ("--answers", "sentence")))
-    assert taught == short  # the shipped llava-mini was taught short answers
-    assert sentence["colour"] == sentence["shape"] == 0.0  # it never says "The square is red."
+    assert taught == sentence  # the shipped llava-mini was taught sentences that restate the referent
+    assert short["colour"] == short["shape"] == 0.0  # it never answers a bare "red"
