@@ -11,7 +11,7 @@ token and says where it is: the sum of the LLM's word embeddings of the cell's
 vicuna-mini is pre-trained (text only, as Vicuna is) on chats whose image placeholders are filled with these
 sums; a linear map from patch features onto them is what W has to learn, and its least-squares solution is a
 yardstick for stage 1 (notebook 04). Scenes given as a *textual* description were never read by lookup in
-the project's measurements; bound tokens with the cell's position words were (DEVELOPING.md).
+the project's measurements; bound tokens with the cell's position words were (docs/recipe_log.md).
 """
 
 from __future__ import annotations

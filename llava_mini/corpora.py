@@ -13,7 +13,7 @@ already reads. The contrast LM (`plain-lm`) sees the captions and chats with no 
 `cell_examples` is the bound form of that corpus: the image placeholders stay, one per grid cell, and are
 filled with the scene's cell tokens (`llava_mini.cells`: the sum of the words of what each cell holds), the
 form H_v = W·Z_v can take. A textual description was never read by lookup in the project's measurements;
-cell tokens were (DEVELOPING.md).
+cell tokens were (docs/recipe_log.md).
 """
 
 from __future__ import annotations
@@ -103,7 +103,7 @@ def cell_examples(seeds, tokenizer, teacher: Teacher | None = None, captions_eve
     `captions_every`-th scene also "cells -> caption"; the 9 image placeholders hold the scene's cell tokens.
 
     Caption lines between the chats slow the lookup the chats teach (48k chats at a constant 3e-3: shape
-    0.84 alone, 0.61 with a caption line per chat; DEVELOPING.md), so vicuna-mini sees captions of a
+    0.84 alone, 0.61 with a caption line per chat; docs/recipe_log.md), so vicuna-mini sees captions of a
     quarter of its scenes: enough for stage 1 to have captions to align W to."""
     if captions_every < 1:
         raise ValueError(f"captions_every must be a positive number of scenes, got {captions_every}")

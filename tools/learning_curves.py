@@ -1,5 +1,5 @@
 """Learning curves: short-answer accuracy per category against training steps (the evidence behind the zoo's
-missed accuracy gates; DEVELOPING.md, "How far the recipe is from the gates").
+missed accuracy gates; docs/recipe_log.md, "The first generation").
 
 Three experiments, each trained with AdamW at a constant learning rate after a 100-step warm-up (so a curve
 can be cut at any step), printing one JSON line per evaluation: step, seconds, mean loss of the last 50 steps
@@ -8,7 +8,7 @@ and the greedy exact-match accuracy of each short category on `--n` test questio
     text    an LLM on vicuna-mini's corpus: the scene as a *textual* description (~25 words) before the chat
     slots   the same chats with a *bound* context: the 9 cell tokens of `llava_mini.cells` (each the sum of the
             word embeddings of its object's size, colour, shape, row and column): the form visual tokens take
-            (the GPU curves in DEVELOPING.md were measured before the row and column words were added)
+            (the GPU curves in docs/recipe_log.md were measured before the row and column words were added)
     stage2  LLaVA's stage 2 on images, from the zoo's `llava-mini-stage1` (projector W + LLM train)
 
     python tools/learning_curves.py text --dim 128 --layers 4 --lr 1e-3 --batch 32 --seconds 300 --device cuda

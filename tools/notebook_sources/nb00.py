@@ -51,8 +51,8 @@ minute on 2 CPU cores; nothing here trains.
 |---|---|---|
 | vision encoder $g$ | CLIP ViT-L/14, 224 px, width 1024 | `clip-mini`: ViT, 48 px, patch 16, width 64 |
 | image tokens per image | 16 × 16 = **256** (LLaVA-1.5 at 336 px: **576**) | 3 × 3 = **9** |
-| projection $W$ | linear 1024 → 4096 (7B): **4,198,400** parameters | linear 64 → 128: **8,320** parameters |
-| language model $f_\phi$ | Vicuna-13B (7B in ablations) | `vicuna-mini`: 4 layers, width 128, 538 words |
+| projection $W$ | linear 1024 → 4096 (7B): **4,198,400** parameters | linear 64 → 64: **4,160** parameters |
+| language model $f_\phi$ | Vicuna-13B (7B in ablations) | `vicuna-mini`: 2 layers, width 64, 538 words |
 | stage 1 data | CC-595K image–caption pairs | ShapesWorld captions |
 | stage 2 data | LLaVA-Instruct-158K: 58K conversation + 23K detail + 77K complex reasoning | the teacher's three types |
 | headline result | LLaVA-Bench (COCO) relative score **85.1%**; ScienceQA **90.92%** | accuracy per question type, below |
@@ -99,8 +99,8 @@ print("projector:", model.config.projector, tuple(model.projector.weight.shape),
 """)
 
 md(r"""
-About 1.2 million parameters in all — the real LLaVA-13B has about ten thousand times more — and almost all of them
-are in the two pre-trained towers. The bridge $W$ is 0.7% of the model. ("trainable" above only says that PyTorch
+About 430 thousand parameters in all — the real LLaVA-13B has about thirty thousand times more — and almost all of
+them are in the two pre-trained towers. The bridge $W$ is 1% of the model. ("trainable" above only says that PyTorch
 *could* update them: which parts actually train is decided per stage, in section 3.)
 
 ### Chatting about a scene
@@ -228,7 +228,7 @@ The real choices, and ours:
 | part | LLaVA v1 (paper §4.1; released code) | `llava-mini` (module) |
 |---|---|---|
 | $g$ | CLIP ViT-L/14 at 224 px; the grid features of the second-to-last layer (`mm_vision_select_layer -2`), CLS token dropped | `vision.VisionTower`, the `CLIPVisionModel` architecture, `feature_layer=-2`, `select="patch"` |
-| $W$ | one `nn.Linear(1024 → 5120)` for Vicuna-13B (→ 4096 for 7B); LLaVA-1.5 uses a 2-layer MLP (`mlp2x_gelu`) | `projector.LinearProjector(64 → 128)` (also `mlp2x_gelu`, `resampler`, pooling baselines) |
+| $W$ | one `nn.Linear(1024 → 5120)` for Vicuna-13B (→ 4096 for 7B); LLaVA-1.5 uses a 2-layer MLP (`mlp2x_gelu`) | `projector.LinearProjector(64 → 64)` (also `mlp2x_gelu`, `resampler`, pooling baselines) |
 | $f_\phi$ | Vicuna (13B; 7B ablated) | `lm.LanguageModel`, the `LlamaForCausalLM` architecture |
 | the seam | `<image>` in the prompt is replaced by the 256 rows of $H_v$ | `<image>` is expanded to 9 placeholders, overwritten by $H_v$ |
 
@@ -243,7 +243,7 @@ image = world.render(world.sample_scene(1_100_001), model.config.vision.image_si
 pixels = world.pixel_values(image)  # X_v: (1, 3, 48, 48), normalised
 with torch.no_grad():
     z_v = model.vision.features(pixels)  # Z_v = g(X_v): one 64-vector per patch
-    h_v = model.projector(z_v)  # H_v = W · Z_v: one 128-vector per patch, the LLM's width
+    h_v = model.projector(z_v)  # H_v = W · Z_v: one 64-vector per patch, the LLM's width
 print("X_v:", tuple(pixels.shape))
 print("Z_v:", tuple(z_v.shape), " (images, patches, vision width)")
 print("H_v:", tuple(h_v.shape), " (images, visual tokens, LLM width)")
@@ -505,18 +505,18 @@ $Z_v$ (notebook 09 compares it with the linear $W$). Whatever the number of patc
 """)
 
 code(r"""
-resampler = projector.build_projector("resampler", 64, 128, num_queries=4)
+resampler = projector.build_projector("resampler", 64, 64, num_queries=4)
 with torch.no_grad():
     for n_patches in (9, 36):  # a 48-px and a 96-px image at patch 16
         z = torch.randn(1, n_patches, 64)  # Z_v: (1, N, 64)
         print(f"Z_v {tuple(z.shape)} -> linear W {tuple(model.projector(z).shape)}, resampler {tuple(resampler(z).shape)}")
-linear_size = projector.projector_param_count("linear", 64, 128)
-resampler_size = projector.projector_param_count("resampler", 64, 128, num_queries=4)
+linear_size = projector.projector_param_count("linear", 64, 64)
+resampler_size = projector.projector_param_count("resampler", 64, 64, num_queries=4)
 print(f"parameters: linear {linear_size:,} | resampler {resampler_size:,}")
 """)
 
 md(r"""
-The resampler buys a fixed, small token budget with about nine times the parameters — and, in BLIP-2's case, a dedicated
+The resampler buys a fixed, small token budget with about five times the parameters — and, in BLIP-2's case, a dedicated
 pre-training stage on 129M images. LLaVA's bet was the opposite: keep the bridge trivial and put the effort into
 instruction data. At academic data scales the simple prefix held up well (LLaVA-1.5-7B beats the Flamingo-style
 IDEFICS-80B, e.g. VQAv2 78.5 vs 60.0).
