@@ -7,6 +7,7 @@ wrong one is rejected with a message naming the exercise.
 """
 
 import json
+import linecache
 import random
 
 import numpy as np
@@ -17,7 +18,8 @@ from grader_contract import grader_contract
 
 from llava_mini import keys
 from llava_mini.cli import main
-from llava_mini.grading import demo, expect_close, expect_type, grader, graders, rejects
+from llava_mini.grading import (call, demo, expect_close, expect_dtype, expect_same_gradient, expect_type, forbidden, grader,
+                                 graders, rejects, rng)
 
 
 def count_image_tokens(image_size, patch_size):
@@ -222,3 +224,99 @@ def test_package_keys_are_well_formed():
         assert entry["kind"] in keys.KINDS and entry["salt"], question_id
         assert entry["digests"] and all(len(d) == 64 for d in entry["digests"]), question_id
         assert ("precision" in entry) == (entry["kind"] == "number"), question_id
+
+
+# --- the machinery for the grader classes of issue #13: mutation, the learner's own errors, forbidden calls,
+# --- dtypes and gradients (a throwaway grader per class, registered under this test module)
+
+@grader("exercise 9.1", "normalise")
+def check_normalise(normalise) -> None:
+    features = torch.randn(3, 4, generator=rng(0), requires_grad=True)  # (N, D)
+    got = call(normalise, features, what="normalise(features)")
+    want = features / features.norm(dim=-1, keepdim=True)
+    expect_dtype(got, torch.float32, "normalise(features)")
+    expect_close(got, want, "normalise(features)")
+    expect_same_gradient(got, want, {"features": features}, "normalise(features)")
+
+
+def normalise(features):
+    return features / features.norm(dim=-1, keepdim=True)
+
+
+@pytest.mark.parametrize("wrong, message", [
+    (lambda f: f.detach().div_(f.norm(dim=-1, keepdim=True).detach()), "normalise(features) changed its argument 1 in "
+                                                                       "place"),
+    (lambda f: (f / f.norm(dim=-1, keepdim=True)).double(), "should have dtype torch.float32, got torch.float64; keep"),
+    (lambda f: torch.from_numpy(f.detach().numpy() / np.linalg.norm(f.detach().numpy(), axis=-1, keepdims=True)).float(),
+     "normalise(features) carries no gradient"),
+    (lambda f: f / f.norm(dim=-1, keepdim=True).detach(), "the gradient of normalise(features) with respect to features "
+                                                          "differs from the reference"),
+])
+def test_graders_see_mutation_dtype_and_gradients(wrong, message):
+    assert message in rejects(check_normalise, wrong)
+
+
+def test_a_value_computed_without_grad_is_named_as_such():
+    def under_no_grad(f):
+        with torch.no_grad():
+            return normalise(f)
+
+    assert "carries no gradient: it was computed under torch.no_grad()" in rejects(check_normalise, under_no_grad)
+    check_normalise(normalise)
+
+
+def test_the_learners_own_assert_is_reported_as_theirs():
+    source = "def bare(features):\n    assert features.shape[0] == 99\n"  # a notebook cell: no pytest rewriting
+    linecache.cache["<cell 7>"] = (len(source), None, source.splitlines(True), "<cell 7>")  # as IPython registers cells
+    namespace = {}
+    exec(compile(source, "<cell 7>", "exec"), namespace)
+    bare = namespace["bare"]
+
+    def with_message(features):
+        raise AssertionError("my own check")
+
+    with pytest.raises(AssertionError, match=r"^exercise 9.1: an assert in your code failed: "
+                                             r"`assert features.shape\[0\] == 99` \(line \d+\)$"):
+        check_normalise(bare)
+    with pytest.raises(AssertionError, match="^exercise 9.1: your code raised AssertionError: my own check$"):
+        check_normalise(with_message)
+
+
+@grader("exercise 9.2", "attention")
+def check_attention(attention) -> None:
+    q, k, v = torch.randn(3, 2, 5, 8, generator=rng(1))
+    with forbidden((torch.nn.functional, "scaled_dot_product_attention"), reason="this exercise asks you to write"):
+        got = call(attention, q, k, v, what="attention(q, k, v)")
+    expect_close(got, torch.nn.functional.scaled_dot_product_attention(q, k, v), "attention(q, k, v)")
+
+
+def test_a_forbidden_call_is_named_and_the_function_comes_back():
+    def by_hand(q, k, v):
+        return torch.softmax(q @ k.transpose(-1, -2) / 8 ** 0.5, dim=-1) @ v
+
+    def shortcut(q, k, v):
+        return torch.nn.functional.scaled_dot_product_attention(q, k, v)
+
+    check_attention(by_hand)
+    message = rejects(check_attention, shortcut)
+    assert message == ("exercise 9.2 is not right yet: attention(q, k, v) calls torch.nn.functional."
+                       "scaled_dot_product_attention, which this exercise asks you to write")
+    q = torch.ones(1, 1, 2, 4)
+    assert torch.equal(torch.nn.functional.scaled_dot_product_attention(q, q, q), q)  # restored
+
+
+@pytest.mark.parametrize("container", [[1, 2], {"a": [1]}, np.arange(3.0), (torch.zeros(2), "x")])
+def test_call_notices_a_change_inside_any_container(container):
+    def mutate(x):
+        if isinstance(x, list):
+            x.append(3)
+        elif isinstance(x, dict):
+            x["a"].append(2)
+        elif isinstance(x, np.ndarray):
+            x /= 2
+        else:
+            x[0].add_(1)
+
+    with pytest.raises(AssertionError, match=r"^f\(x\) changed its argument 1 in place"):
+        call(mutate, container, what="f(x)")
+    assert call(lambda x: 7, container, what="f(x)") == 7

@@ -7,19 +7,28 @@ notebook's grader cell makes exactly one call:
     from llava_mini.grading import nb04
     nb04.check_projector(Projector)
 
-A grader builds its inputs from its own seeded generator (`rng`), runs the learner's code and compares
-with the package's reference or with properties, using the `expect_*` helpers. `@grader` turns the stub's
-`NotImplementedError` into "exercise 4.2 is not done yet: ...", any wrong answer into an AssertionError
-that names the exercise and gives a short hint, and prints one fixed line when everything is right.
+A grader builds its inputs from its own seeded generator (`rng`), runs the learner's code through `call`
+(copies of the arguments, checked for changes afterwards; the learner's own exceptions kept apart from the
+grader's verdicts), computes the reference *after* that call (nothing for the learner's code to find in a
+caller's frame), and compares with the `expect_*` helpers: dtype and shape first, then values, then, for
+anything that trains, gradients (`expect_same_gradient`). Where an exercise says "write it yourself",
+`forbidden` makes the package's reference (or a library shortcut) fail while the learner's code runs.
+`@grader` turns the stub's `NotImplementedError` into "exercise 4.2 is not done yet: ...", any wrong
+answer into an AssertionError that names the exercise and gives a short hint, and prints one fixed line
+when everything is right.
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
+import dataclasses
 import functools
 import io
 import random
+import traceback
 from typing import Callable
+from unittest import mock
 
 import numpy as np
 import torch
@@ -48,6 +57,8 @@ def grader(label: str, implement: str) -> Callable[[Callable], Callable]:
                 if str(err):  # a library's NotImplementedError, not the stub's bare one
                     raise AssertionError(f"{label}: your code raised NotImplementedError: {err}") from err
                 raise AssertionError(f"{label} is not done yet: implement {implement} in the cell above") from None
+            except LearnerError as err:
+                raise AssertionError(f"{label}: {err}") from err.__cause__
             except AssertionError as err:
                 raise AssertionError(f"{label} is not right yet: {err}") from None
             except Exception as err:
@@ -64,6 +75,95 @@ def grader(label: str, implement: str) -> Callable[[Callable], Callable]:
         return run
 
     return decorate
+
+
+class LearnerError(Exception):
+    """An exception raised inside the learner's code (by `call`), told apart from the grader's own verdicts:
+    a learner's failing `assert` is reported as theirs, not as the grader's hint."""
+
+
+class ForbiddenCall(Exception):
+    """Raised by a function that `forbidden` switched off, when the learner's code calls it."""
+
+
+def call(fn: Callable, *args, what: str, **kwargs):
+    """`fn(*args, **kwargs)`, the learner's code, on the grader's own arguments (so that gradients with respect to
+    them can be checked), snapshotted before and compared after the call. Raises AssertionError when the learner's
+    code changed an argument in place or called a `forbidden` function, LearnerError when it raised anything
+    else (the stub's bare NotImplementedError passes through)."""
+    before = [_snapshot(a) for a in (*args, *kwargs.values())]
+    try:
+        result = fn(*args, **kwargs)
+    except NotImplementedError as err:
+        if not str(err):
+            raise
+        raise LearnerError(f"your code raised NotImplementedError: {err}") from err
+    except ForbiddenCall as err:
+        raise AssertionError(f"{what} calls {err}") from None
+    except Exception as err:
+        raise LearnerError(_describe(err)) from err
+    names = [f"argument {i + 1}" for i in range(len(args))] + [f"argument {k!r}" for k in kwargs]
+    for name, old, new in zip(names, before, (*args, *kwargs.values())):
+        expect(_same(old, new), f"{what} changed its {name} in place; work on a copy (`.clone()`, `list(...)`, "
+                                "`dict(...)`) and leave the inputs as they were")
+    return result
+
+
+def _snapshot(x):
+    if isinstance(x, torch.Tensor):
+        return x.detach().clone()
+    if isinstance(x, dict):
+        return {k: _snapshot(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return type(x)(_snapshot(v) for v in x) if not hasattr(x, "_fields") else type(x)(*map(_snapshot, x))
+    return copy.deepcopy(x)
+
+
+def _describe(err: Exception) -> str:
+    """"your code raised X: message", or where a learner's own `assert` failed without a message, the line."""
+    if isinstance(err, AssertionError) and not str(err):
+        frame = traceback.extract_tb(err.__traceback__)[-1]
+        return f"an assert in your code failed: `{(frame.line or '').strip()}` (line {frame.lineno})"
+    return f"your code raised {type(err).__name__}: {err}"
+
+
+def _same(old, new) -> bool:
+    """Is `new` (an argument after the call) still equal to `old` (its snapshot)? Tensors: dtype, shape and values
+    (NaN equal to NaN); containers, dataclasses and modules item by item; anything else by `==`."""
+    if isinstance(old, torch.Tensor):
+        if not isinstance(new, torch.Tensor) or old.dtype != new.dtype or old.shape != new.shape:
+            return False
+        new = new.detach()
+        return bool(((old == new) | (old.isnan() & new.isnan()) if old.is_floating_point() else old == new).all())
+    if type(old) is not type(new):
+        return False
+    if isinstance(old, np.ndarray):
+        return old.shape == new.shape and np.array_equal(old, new, equal_nan=old.dtype.kind == "f")
+    if isinstance(old, dict):
+        return old.keys() == new.keys() and all(_same(old[k], new[k]) for k in old)
+    if isinstance(old, (list, tuple)):
+        return len(old) == len(new) and all(_same(x, y) for x, y in zip(old, new))
+    if dataclasses.is_dataclass(old):
+        return all(_same(getattr(old, f.name), getattr(new, f.name)) for f in dataclasses.fields(old))
+    if isinstance(old, torch.nn.Module):
+        return _same(old.state_dict(), new.state_dict())
+    return bool(old == new)
+
+
+@contextlib.contextmanager
+def forbidden(*targets: tuple[object, str], reason: str):
+    """While active, each `(owner, name)` in `targets` (a module or class and the attribute to switch off, e.g.
+    `(torch.nn.functional, "scaled_dot_product_attention")`) raises ForbiddenCall when called, so `call`
+    reports "... calls owner.name, which <reason>"."""
+    with contextlib.ExitStack() as stack:
+        for owner, name in targets:
+            qualified = f"{getattr(owner, '__name__', type(owner).__name__)}.{name}"
+
+            def refuse(*args, _name=qualified, **kwargs):
+                raise ForbiddenCall(f"{_name}, which {reason}")
+
+            stack.enter_context(mock.patch.object(owner, name, refuse))
+        yield
 
 
 def graders(module: str | None = None) -> dict[str, Callable]:
@@ -121,6 +221,32 @@ def expect_shape(t, shape: tuple[int, ...], what: str) -> None:
     """`t` is a tensor of exactly `shape`."""
     expect_type(t, torch.Tensor, what)
     expect(tuple(t.shape) == tuple(shape), f"{what} should have shape {tuple(shape)}, got {tuple(t.shape)}")
+
+
+def expect_dtype(t, dtype: torch.dtype, what: str) -> None:
+    """`t` is a tensor of `dtype` (float64 where float32 is expected is a mistake of its own, named as such)."""
+    expect_type(t, torch.Tensor, what)
+    expect(t.dtype == dtype, f"{what} should have dtype {dtype}, got {t.dtype}" +
+           ("; keep the computation in the inputs' dtype (NumPy and Python floats give float64)"
+            if t.dtype == torch.float64 else ""))
+
+
+def expect_same_gradient(got: torch.Tensor, want: torch.Tensor, inputs: dict[str, torch.Tensor], what: str,
+                         *, atol: float = 1e-5, rtol: float = 1e-4) -> None:
+    """`got` (the learner's output) and `want` (the reference's, on the same `inputs`) have the same gradient
+    with respect to each named input, for one fixed random cotangent: a value computed under `no_grad`,
+    through `.detach()` or in NumPy has the right value and no gradient, which is what training needs."""
+    expect(got.requires_grad, f"{what} carries no gradient: it was computed under torch.no_grad(), through "
+                               ".detach() or .item(), or outside torch (NumPy); keep it on the autograd graph")
+    cotangent = torch.randn(want.shape, generator=rng(7), dtype=want.dtype)
+    names, tensors = list(inputs), list(inputs.values())
+    mine = torch.autograd.grad((got * cotangent).sum(), tensors, retain_graph=True, allow_unused=True)
+    theirs = torch.autograd.grad((want * cotangent).sum(), tensors, retain_graph=True, allow_unused=True)
+    for name, g_got, g_want in zip(names, mine, theirs):
+        expect(g_got is not None or g_want is None, f"the gradient of {what} does not reach {name}: a step of the "
+                                                    "computation leaves the autograd graph")
+        if g_want is not None:
+            expect_close(g_got, g_want, f"the gradient of {what} with respect to {name}", atol=atol, rtol=rtol)
 
 
 def expect_equal(got, want, what: str, hint: str = "") -> None:
