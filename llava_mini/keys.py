@@ -37,12 +37,20 @@ def _text(answer) -> str:
     return " ".join(answer.lower().split())
 
 
+_JOINERS = {"and", "&"}  # "b, d and h" names three letters; "and" is not a, n and d
+
+
 def _choice(answer) -> str:
-    chars = "".join(map(str, answer)) if isinstance(answer, (list, tuple)) else answer
-    letters = re.sub(r"[\s,;]+", "", chars.lower()) if isinstance(chars, str) else ""
-    if not (letters.isascii() and letters.isalpha()):
-        raise ValueError(f"expected the letters of your choices, such as 'ac', got {answer!r}")
-    return "".join(sorted(set(letters)))
+    """The chosen letters, sorted, from "b, d and h", "(b) (d)", "bdh", ["b", "d"] or {"b", "d"}."""
+    if isinstance(answer, (list, tuple, set, frozenset)) and all(isinstance(a, str) for a in answer):
+        answer = " ".join(answer)
+    words = re.split(r"[\s,;/()]+", answer.lower()) if isinstance(answer, str) else None
+    words = [w for w in words or () if w and w not in _JOINERS]
+    if not words or not all(w.isascii() and w.isalpha() for w in words):
+        raise ValueError(f"expected the letters of your choices, such as 'a, c' or ['a', 'c'], got {answer!r}")
+    if any(w in ("or", "not", "none", "all") for w in words):
+        raise ValueError(f"name every true statement by its letter, such as 'a, c', got {answer!r}")
+    return "".join(sorted(set("".join(words))))
 
 
 def _number(answer, precision: int) -> str:
@@ -133,13 +141,19 @@ def check_answer(question_id: str, answer) -> bool:
         return False
 
 
-def require_answer(question_id: str, answer, hint: str = "") -> None:
-    """Raise AssertionError unless `answer` is right, saying what format is expected or giving `hint`."""
+def require_answer(question_id: str, answer, hint: str = "", options: str = "") -> None:
+    """Raise AssertionError unless `answer` is right, saying what format is expected or giving `hint`. For a
+    choice key, `options` ("abcdefgh") names the letters on offer: any other letter is named as a mistake."""
     entry = _entry(question_id)
     if answer is None or answer is Ellipsis:
         raise AssertionError("no answer given yet")
     try:
         right = _is_right(entry, answer)
+        if options and entry["kind"] == "choice":
+            stray = sorted(set(_choice(answer)) - set(options))
+            if stray:
+                raise ValueError(f"{', '.join(stray)} {'is' if len(stray) == 1 else 'are'} not among the options "
+                                 f"{', '.join(options)}")
     except ValueError as err:
         raise AssertionError(str(err)) from None
     if not right:

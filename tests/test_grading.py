@@ -108,7 +108,7 @@ def test_hints_say_what_to_fix():
     assert "should raise ValueError" in rejects(demo.check_image_tokens, tokens_without_size_check)
     assert ".clone()" in rejects(demo.check_mask_labels, labels_in_place)
     assert "exactly two statements" in rejects(demo.check_study_q1, answer_one_letter)
-    assert "such as 'ac'" in rejects(demo.check_study_q1, answer_not_letters)
+    assert "such as 'a, c'" in rejects(demo.check_study_q1, answer_not_letters)
 
 
 def test_grader_neither_uses_nor_disturbs_the_notebooks_random_state():
@@ -157,13 +157,15 @@ def test_one_label_in_two_modules_is_fine():
 
 # --- answer keys -----------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("answer", ["ac", "CA", "a, c", " c a ", ["c", "a"], ("a", "c", "a")])
+@pytest.mark.parametrize("answer", ["ac", "CA", "a, c", " c a ", ["c", "a"], ("a", "c", "a"), {"a", "c"}, "a and c",
+                                    "(a) (c)", "a; c", "a/c", "A & C"])
 def test_right_choice_answers_pass(answer):
     assert keys.check_answer("demo.q1", answer)
     keys.require_answer("demo.q1", answer)
 
 
-@pytest.mark.parametrize("answer", ["a", "abc", "acd", "", "a1", 13, None, ["ac", 1]])
+@pytest.mark.parametrize("answer", ["a", "abc", "acd", "", "a1", 13, None, ["ac", 1], "a and d", "and", "a or c",
+                                    "all of them"])
 def test_wrong_choice_answers_fail(answer):
     assert not keys.check_answer("demo.q1", answer)
     with pytest.raises(AssertionError):
@@ -171,6 +173,11 @@ def test_wrong_choice_answers_fail(answer):
 
 
 def test_require_answer_messages():
+    with pytest.raises(AssertionError, match="^z is not among the options a, b, c, d$"):
+        keys.require_answer("demo.q1", "a, c, z", options="abcd")
+    with pytest.raises(AssertionError, match="name every true statement by its letter"):
+        keys.require_answer("demo.q1", "a or c")
+    keys.require_answer("demo.q1", "a and c", options="abcd")
     with pytest.raises(AssertionError, match="^'ab' is not the answer; two are true$"):
         keys.require_answer("demo.q1", "ab", hint="two are true")
     with pytest.raises(AssertionError, match="no answer given yet"):

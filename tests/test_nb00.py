@@ -156,13 +156,19 @@ def test_hints_say_what_to_fix():
     assert "ASSISTANT:" in rejects(nb00.check_chat_prompt, prompt_without_assistant_tag)
 
 
+def test_study_q1_names_a_letter_that_is_not_an_option():
+    message = rejects(nb00.check_study_q1, lambda: "b, d, g, h, k")
+    assert message == "study question 1 is not right yet: k is not among the options a, b, c, d, e, f, g, h"
+
+
 def test_graders_agree_with_the_real_llava_numbers(capsys):
     assert count_image_tokens(224, 14) == 256 and count_image_tokens(336, 14) == 576
     assert count_image_tokens(336, 14, keep_cls=True) == 577
     assert projector_params(1024, 4096) == 4_198_400 and projector_params(1024, 5120) == 5_248_000
 
 
-@pytest.mark.parametrize("answer", ["bdgh", "HGDB", "b, d, g, h", ["h", "g", "d", "b"], " b d g h "])
+@pytest.mark.parametrize("answer", ["bdgh", "HGDB", "b, d, g, h", ["h", "g", "d", "b"], " b d g h ", "b, d, g and h",
+                                    {"b", "d", "g", "h"}])
 def test_study_q1_key_accepts_the_right_choices(answer):
     assert keys.check_answer("nb00.study_q1", answer)
 

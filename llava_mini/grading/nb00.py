@@ -126,4 +126,4 @@ def check_study_q1(answer_study_q1) -> None:
     """Multiple choice: the letters of every true statement, checked against the hashed key."""
     require_answer("nb00.study_q1", answer_study_q1(),
                    hint="ask of each statement: what did GPT-4 see, what was frozen, what is 85.1% a ratio to, "
-                        "and what happens without the instruction data")
+                        "and what happens without the instruction data", options="abcdefgh")
