@@ -263,6 +263,23 @@ def _add_zoo(sub):
     p.set_defaults(func=run)
 
 
+def _add_quiz(sub):
+    p = sub.add_parser("quiz", help="the self-assessment quiz on study question N, in the terminal")
+    p.add_argument("number", metavar="N", help="the study question, 1-17")
+    p.add_argument("--answers", nargs="+", metavar="ANSWER",
+                   help="score these answers, one per item in order (letters such as b or ad, or a number), "
+                        "without asking; exit 0 only when all are right")
+
+    def run(args):
+        from llava_mini import quiz
+
+        if args.answers is not None:
+            return quiz.score_answers(args.number, args.answers)
+        return quiz.run_terminal(args.number)
+
+    p.set_defaults(func=run)
+
+
 def _rebuild_check(root: Path, record: bool) -> int:
     from llava_mini import recipe, zoo
 
@@ -286,7 +303,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="llava-mini", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     for add in (_add_data, _add_course, _add_export_hf, _add_pretrain_vision, _add_pretrain_lm, _add_train,
-                _add_chat, _add_accuracy, _add_zoo):
+                _add_chat, _add_accuracy, _add_zoo, _add_quiz):
         add(sub)
     return parser
 
