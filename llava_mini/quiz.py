@@ -270,8 +270,9 @@ def _how(item: dict) -> str:
 # -- the terminal -----------------------------------------------------------------------------------------------
 
 def _header(quiz: dict) -> str:
-    return (f"Quiz {quiz['study_question']}: {quiz['title']}\n研究问题 {quiz['study_question']}：{quiz['question']['zh']}\n"
-            f"Study question {quiz['study_question']}: {quiz['question']['en']}")
+    n = quiz["study_question"]
+    return (f"Quiz {n}: {quiz['title']}\n研究问题 {n}：{quiz['question']['zh']}\n"
+            f"Study question {n}: {quiz['question']['en']}")
 
 
 def _item_text(item: dict, m: int, n: int) -> str:

@@ -156,7 +156,8 @@ def test_a_malformed_answer_says_what_is_expected(n, m, answer, message):
 
 def _headings(path: Path) -> set[str]:
     if path.suffix == ".ipynb":
-        lines = [line for cell in json.loads(path.read_text(encoding="utf-8"))["cells"] if cell["cell_type"] == "markdown"
+        cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
+        lines = [line for cell in cells if cell["cell_type"] == "markdown"
                  for line in "".join(cell["source"]).splitlines()]
     else:
         lines = path.read_text(encoding="utf-8").splitlines()

@@ -83,7 +83,8 @@ def jupyterlab(root: Path, work: Path):
 
     def up():
         if proc.poll() is not None:
-            raise RuntimeError(f"JupyterLab exited with {proc.returncode}: {(work / 'jupyterlab.log').read_text()[-2000:]}")
+            tail = (work / "jupyterlab.log").read_text()[-2000:]
+            raise RuntimeError(f"JupyterLab exited with {proc.returncode}: {tail}")
         try:
             with urllib.request.urlopen(f"{url}/api/status?token={token}", timeout=5) as r:
                 return r.status == 200
@@ -179,7 +180,8 @@ ITEM = "document.querySelectorAll('.llava-quiz-item')[{}]"
 
 
 def _option(item: int, letter: str) -> str:
-    return f"[...{ITEM.format(item)}.querySelectorAll('.llava-quiz-choice button')].find(b => b.textContent.trim() === '{letter}')"
+    buttons = f"{ITEM.format(item)}.querySelectorAll('.llava-quiz-choice button')"
+    return f"[...{buttons}].find(b => b.textContent.trim() === '{letter}')"
 
 
 def _feedback(item: int) -> str:
@@ -220,7 +222,8 @@ def run_quiz_in_browser(binary: str, work: Path, screenshot: Path | None = None)
         seen["number"] = page.wait(_feedback(0), 30, "feedback on a number")
         page.click(_option(2, "c"))
         page.click(f"{ITEM.format(2)}.querySelector('.llava-quiz-submit')")
-        seen["right"] = page.wait(f"{_feedback(2)}.includes('Right') && {_feedback(2)}", 30, "feedback on the right answer")
+        seen["right"] = page.wait(f"{_feedback(2)}.includes('Right') && {_feedback(2)}", 30,
+                                  "feedback on the right answer")
         seen["explanation"] = page.js(f"{ITEM.format(2)}.innerText")
         seen["score"] = page.js("document.querySelector('.llava-quiz-score').innerText")
         if screenshot is not None:
