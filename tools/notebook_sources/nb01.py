@@ -15,15 +15,18 @@ pixel. Its 158K samples (LLaVA-Instruct-158K) are what turned a captioning model
 
 This notebook builds the same pipeline in ShapesWorld, the course's stand-in for COCO: seeded scenes of coloured
 shapes (`llava_mini/world.py`), their symbolic context, and a rule-based *teacher* that reads only that text
-(`llava_mini/teacher.py`) and writes LLaVA's data types in LLaVA's JSON format (`llava_mini/data.py`). Then it asks
-study question 9: **what does the student inherit when the teacher makes things up?**
+(`llava_mini/teacher.py`) and writes LLaVA's data types in LLaVA's JSON format (`llava_mini/data.py`). It is the
+data every model of the course's zoo was trained on — conversations whose answers are whole sentences ("The square
+is red."), as LLaVA-Instruct's are. Then it asks study question 9: **what does the student inherit when the teacher
+makes things up?**
 
 ### Goals
 After this notebook you can
 
 1. say what the symbolic context is and why it has boxes as well as captions, and write a box line from a COCO
    annotation (exercise 1.1);
-2. write a conversation generator that asks only questions with a definite answer (exercise 1.2);
+2. write a conversation generator that asks only questions with a definite answer and answers them in sentences
+   that restate what the question is about (exercise 1.2), and say why the answers are written that way;
 3. read the four things the teacher writes — stage-1 caption pairs, conversations, detailed descriptions, complex
    reasoning — in LLaVA's JSON format, and say what each one teaches;
 4. turn the teacher's knobs (hallucination, yes/no balance, verbosity) and measure what they do to the data;
@@ -33,13 +36,16 @@ After this notebook you can
 
 ### Time
 About **70 minutes**: 35 of reading, three exercises of 5–10 minutes each, and the study question. Running every
-cell takes about two minutes on 2 CPU cores, nearly all of it the three fine-tunes of section 5.
+cell needs about 80 seconds of computing on one CPU core — under two minutes on 2 free cores — most of it the three
+short fine-tunes of section 5, which print a line every 10 steps while they train. A busy machine is much slower:
+graded on 2 cores shared with two long training jobs and another notebook's grading, this notebook took 9 minutes.
 
 ### Numbers to expect
 Sections 1–4 compute on data only: every number there is exact and the same on every machine. Section 5 trains three
-students for half a minute each and prints how often each — and, for scale, the zoo's fully trained conversation
-model — answers "yes" to questions about present and absent objects. Those rates come from one short run per
-setting: read the pattern, not the second decimal.
+students briefly and prints how often each — and, for scale, the zoo's fully trained conversation model — answers
+"yes" to questions about present and absent objects, and how strongly it leans to "yes". Those numbers come from one
+short run per setting: read the pattern, not the second decimal.
+
 """)
 
 md(r"""
@@ -55,9 +61,10 @@ import textwrap
 
 import matplotlib.pyplot as plt
 import numpy as np
+import torch
 from matplotlib.patches import Rectangle
 
-from llava_mini import conversation, corpora, data, evaluate, figures, recipe, teacher, train, world, zoo
+from llava_mini import conversation, corpora, data, figures, recipe, teacher, train, world, zoo
 from llava_mini.course import setup_notebook
 from llava_mini.grading import nb01
 from llava_mini.tokenizer import load_tokenizer
@@ -133,10 +140,13 @@ for ax, s in zip(axes, scenes[:3]):
     for k in (1 / 3, 2 / 3):
         ax.axhline(k, color="white", lw=0.5, ls=":")
         ax.axvline(k, color="white", lw=0.5, ls=":")
-    for t in teacher.read(world.symbolic_context(s)):
+    things = teacher.read(world.symbolic_context(s))
+    for t in things:
         x1, y1, x2, y2 = t.box
         ax.add_patch(Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, ec="white", lw=1))
-        below = y2 < 0.85  # the label under the box, or over it in the bottom row
+        # the label under the box; over it in the bottom row, or where the cell below holds an object
+        below = t.row < 2 and all((u.row, u.col) != (t.row + 1, t.col) for u in things)
+
         ax.text(x1, y2 + 0.02 if below else y1 - 0.02, f"{t.colour} {t.shape}", color="white", fontsize=7,
                 va="top" if below else "bottom")
     ax.set_title(f"scene {s.seed}", fontsize=9)
@@ -193,7 +203,7 @@ whole dataset — and then the symbolic context of one image, once per response 
 
 | type | LLaVA | what it teaches |
 |---|---|---|
-| conversation | 58K | multi-turn questions with short, definite answers: object types, counts, positions |
+| conversation | 58K | multi-turn questions with definite answers about object types, counts, positions |
 | detailed description | 23K | describing everything in the image, at length |
 | complex reasoning | 77K | questions whose answer needs steps; the reasoning comes before the answer |
 
@@ -206,17 +216,42 @@ question asks about can be seen and answered confidently, or it can be determine
 A question like "What colour is the circle?" about a scene with two circles has no definite answer; a student
 trained on it would learn to pick one at random.
 
+**The answers are sentences.** LLaVA-Instruct's conversations seldom answer in one word: asked about the colour of a
+bus, GPT-4 writes "The bus in the image is white and red." The teacher answers the same way, restating what the
+question is about before the answer:
+
+| question | the teacher's answer |
+|---|---|
+| What colour is the square? | The square is red. |
+| How many objects are there? | There are 3 objects. |
+| Is there a red square? | yes, there is a red square. / No, there is no red square. |
+
+(The course's closed vocabulary has "yes" but no "Yes", so that one sentence starts in lower case.) The restated
+referent is not decoration. To answer "red" in one word, the model needs two attention steps at the position where
+it writes it: carry the referent ("square") from wherever it sits in the question to that position, then match it
+against the visual tokens. The two only pay off together, so a small model is slow to learn either. In the sentence,
+the model has just written "The square is" when it comes to "red": the referent is a few tokens back at a fixed
+place, and what is left is one step — match it against the visual tokens. This project measured the difference on a
+small language model that reads a scene as 9 cell tokens (the `Teacher` docstring in `llava_mini/teacher.py`):
+trained on sentence answers, it beat the level of a model that ignores the question on shape questions after about
+24,000 training sequences; trained on one-word answers, it had beaten that level on none of colour, shape or
+existence after 56,000. Every model in the course's zoo was trained on sentence answers, and `llava-mini accuracy`
+scores a reply by its whole sentence.
+
 ### Exercise 1.2: a conversation generator with definite answers
 
 Write `definite_turns(context)`, using only the context (`teacher.read(context)` gives the objects back, each with
-`.colour`, `.shape`, `.size` and `.position`). Return a list of `(question, answer)` pairs, in any order:
+`.colour`, `.shape`, `.size` and `.position`). Return a list of `(question, answer)` pairs, in any order, each answer
+a sentence exactly as written here:
 
-1. `("How many objects are there?", n)`, with $n$ the number of objects, in digits (`"3"`);
-2. `("What colour is the {shape}?", colour)` for every object whose **shape** no other object has;
-3. `("Where is the {colour} {shape}?", position)` for every object whose **colour and shape together** no other
-   object has.
+1. `("How many objects are there?", "There are {n} objects.")`, with $n$ the number of objects in digits, and
+   `"There is 1 object."` when there is one;
+2. `("What colour is the {shape}?", "The {shape} is {colour}.")` for every object whose **shape** no other object
+   has;
+3. `("Where is the {colour} {shape}?", "The {colour} {shape} is in the {position}.")` for every object whose
+   **colour and shape together** no other object has.
 
-The grader compares with the reference on random scenes and on the cases that need care. *(About 7 lines.)*
+The grader compares with the reference on random scenes and on the cases that need care. *(About 9 lines.)*
 """)
 
 code(r"""
@@ -224,12 +259,14 @@ def definite_turns(context: world.SymbolicContext) -> list[tuple[str, str]]:
     '''The count, colour and position questions that have a definite answer, with their answers.'''
     ### BEGIN SOLUTION
     things = teacher.read(context)
-    turns = [("How many objects are there?", str(len(things)))]
+    n = len(things)
+    turns = [("How many objects are there?", "There is 1 object." if n == 1 else f"There are {n} objects.")]
     for t in things:
         if [u.shape for u in things].count(t.shape) == 1:
-            turns.append((f"What colour is the {t.shape}?", t.colour))
+            turns.append((f"What colour is the {t.shape}?", f"The {t.shape} is {t.colour}."))
         if [(u.colour, u.shape) for u in things].count((t.colour, t.shape)) == 1:
-            turns.append((f"Where is the {t.colour} {t.shape}?", t.position))
+            ref = f"{t.colour} {t.shape}"
+            turns.append((f"Where is the {ref}?", f"The {ref} is in the {t.position}."))
     return turns
     ### END SOLUTION
 """, "exercise")
@@ -278,8 +315,9 @@ Three choices in there are LLaVA's, and each has a reason:
   left to right: reasoning written *after* the answer cannot have helped choose it. (In the paper's ScienceQA
   ablation, Table 8, answering first scores below reasoning first; the paragraph about it contradicts its own
   table — notebook 09 comes back to it.) The question ends with the cue "Explain before you answer." so the student
-  can tell it from a conversation question that wants one word.
-- **Detailed descriptions are long**, so they carry a large share of the supervised tokens — see below.
+  can tell it from a conversation question, which wants a one-sentence answer.
+- **Detailed descriptions are long**: one description is trained on about as many tokens as a whole conversation —
+  see below.
 - **Everything is written as if seen.** LLaVA's prompts tell GPT-4 to answer "as you are seeing the image"; the
   student cannot tell a fact the teacher read in the boxes from one it made up. Section 4 comes back to this.
 
@@ -299,9 +337,9 @@ with tempfile.TemporaryDirectory() as tmp:
 """)
 
 md(r"""
-**Where the loss goes.** Stage 2 samples records of the three types evenly, but the loss of eq. 3 is an average
-over *supervised tokens* (the answers), not over records. So a type's share of the gradient is its share of the
-answer tokens. Counted on 300 scenes, with the labels of notebook 03's chat template:
+**Where the loss goes.** The loss of eq. 3 is an average over *supervised tokens* (the answers), not over records.
+So a type's share of the gradient is its share of the answer tokens. Counted on 300 scenes, one record of each type
+per scene, with the labels of notebook 03's chat template:
 """)
 
 code(r"""
@@ -329,15 +367,23 @@ for kind in kinds:
 """)
 
 md(r"""
+Sentence answers make the conversations the heaviest type: 53.8 supervised tokens per record on average, against
+47.1 for a detailed description and 41.6 for complex reasoning, so 0.38 of the stage-2 loss when each type has one
+record per scene. The zoo's stage 2 takes its conversations from more scenes than the other two types (the `scenes`
+of `llava-mini` in the zoo's manifest), so there their share is larger still. The spread is wide too: a conversation
+has 2 to 10 turns.
+""")
+
+md(r"""
 ## 4. The teacher's knobs: what a GPT teacher gets wrong
 
 A strong teacher is still not a faithful one. Three of the known risks of GPT-written visual data are knobs of
 `teacher.Teacher`:
 
 - `hallucination=p`: with probability $p$ a conversation asks about an object that is **not in the context** and
-  answers "yes", and a detailed description describes it. Which object? Not a random one: like the objects POPE (Li
-  et al., 2023) found models hallucinate most, it is preferably one that **co-occurs** with a shape that is there —
-  ShapesWorld's designated pairs (`world.COOCCURRING`) are circle–triangle and square–cross.
+  answers "yes, there is a …", and a detailed description describes it. Which object? Not a random one: like the
+  objects POPE (Li et al., 2023) found models hallucinate most, it is preferably one that **co-occurs** with a shape
+  that is there — ShapesWorld's designated pairs (`world.COOCCURRING`) are circle–triangle and square–cross.
   `Sample.injected` records the made-up object; nobody downstream is told.
 - `yes_ratio`: the share of existence questions whose answer is "yes". GPT-written data is short of confident
   negatives; a student that rarely sees "no" learns to say "yes".
@@ -366,6 +412,11 @@ code(r"""
 PARTNER = {a: b for pair in world.COOCCURRING for a, b in (pair, pair[::-1])}
 
 
+def says_yes(answer: str) -> bool:
+    '''Does an answer to "Is there a ...?" say yes? "yes, there is a red square." does; "No, there is no ..." not.'''
+    return answer.startswith("yes")
+
+
 def knob_stats(tutor, seeds) -> dict[str, float | None]:
     '''What a teacher's conversations about these scenes hold: made-up objects, "yes" answers, co-occurrence.'''
     made_up, answers, partnered, chance = 0, [], [], []
@@ -381,7 +432,7 @@ def knob_stats(tutor, seeds) -> dict[str, float | None]:
                       if all((t.colour, t.shape) != (c, s) for t in things)]
             partnered.append(sample.injected.split()[1] in partners)
             chance.append(np.mean([s in partners for _, s in absent]))
-    return {"made up": made_up / len(seeds), "existence 'yes'": answers.count("yes") / len(answers),
+    return {"made up": made_up / len(seeds), "existence 'yes'": np.mean([says_yes(a) for a in answers]),
             "made-up shape co-occurs": np.mean(partnered) if partnered else None,
             "at random": np.mean(chance) if chance else None}
 
@@ -420,10 +471,10 @@ facts, the shifted balance, or both? Only training can tell.
 | `p = 0.3, verified` | the `p = 0.3` records that pass a **verification filter** |
 
 Each starts from `llava-mini-stage1` (clip-mini + vicuna-mini, stage 1 done: $W$ aligned, no instruction tuning) and
-runs the zoo's stage-2 recipe, shortened to half a minute. Then we ask each about held-out test scenes, the way POPE
-does: one question about an object that is there, one about a random absent object, and — when the scene has a shape
-with a co-occurrence partner — one about an absent partner. The measure of hallucination is how often the student
-answers "yes" about an absent object.
+runs the stage 2 that made the zoo's `llava-mini-conv-only`, only much shorter. Then we ask each about held-out test
+scenes, the way POPE does: one question about an object that is there, one about a random absent object, and — when
+the scene has a shape with a co-occurrence partner — one about an absent partner. The measure of hallucination is how
+often the student answers "yes" about an absent object.
 
 **The mitigation.** The teacher read the boxes; so can a checker. A verification filter re-derives every fact it can
 from the symbolic context and drops any record that contradicts it. Later work uses the same idea in several forms
@@ -435,8 +486,10 @@ and it needs no access to the teacher's internals — here, no peeking at `Sampl
 Write `verified(record, context)`: `record` is a LLaVA conversation record (a dict with `"conversations"`),
 `context` the scene's symbolic context. Return `True` when every **existence claim** in the record agrees with the
 boxes, `False` otherwise. An existence claim is a human turn `"Is there a {colour} {shape}?"` and the gpt answer
-after it; it agrees when the answer is `"yes"` exactly if some box is that colour **and** that shape. Mind the first
-human turn, which starts with `"<image>\n"`. *(About 6 lines.)*
+after it, which is one of the teacher's two sentences, `"yes, there is a {colour} {shape}."` or
+`"No, there is no {colour} {shape}."`. The claim agrees with the boxes when the answer says yes exactly if some box
+is that colour **and** that shape. Mind the first human turn, which starts with `"<image>\n"`, and leave the record
+as it is: section 5 trains on the very records your filter reads. *(About 6 lines.)*
 """)
 
 code(r"""
@@ -447,7 +500,7 @@ def verified(record: dict, context: world.SymbolicContext) -> bool:
     turns = record["conversations"]
     for question, answer in zip(turns[::2], turns[1::2]):
         claim = re.fullmatch(r"Is there a (\w+) (\w+)\?", question["value"].removeprefix("<image>\n"))
-        if claim and (answer["value"] == "yes") != (claim.groups() in present):
+        if claim and answer["value"].startswith("yes") != (claim.groups() in present):
             return False
     return True
     ### END SOLUTION
@@ -485,7 +538,7 @@ for name, rows in arms.items():
                for q, turn in zip(record["conversations"][::2], record["conversations"][1::2])
                if "Is there a " in q["value"]]
     print(f"{name:>18} | {len(rows):>7} | {sum(row[3] is not None for row in rows):>21} | "
-          f"{answers.count('yes') / len(answers):>23.2f}")
+          f"{np.mean([says_yes(a) for a in answers]):>23.2f}")
 kept = {row[0] for row in arms["p = 0.3, verified"]}
 made_up = [row[0] for row in noisy if row[3] is not None]
 print(f"the filter dropped {sum(s not in kept for s in made_up)} of the {len(made_up)} records with a made-up object, "
@@ -495,16 +548,24 @@ print(f"the filter dropped {sum(s not in kept for s in made_up)} of the {len(mad
 md(r"""
 Now the three fine-tunes. `finetune` is `jobs.train_stage` spelled out, so that it can take our records: load the
 stage-1 model, unfreeze $W$ and the language model (stage 2; the vision encoder stays frozen), turn each record into
-ids and labels with the chat template, and run the trainer with the zoo's stage-2 settings for `STEPS` steps. The
-filtered student sees fewer distinct records in the same number of steps.
+ids and labels with the chat template, and run the trainer with the settings that trained the zoo's
+`llava-mini-conv-only` (read from the zoo's manifest: batch size, learning rate, warm-up and decay) for `STEPS`
+steps. The zoo's model is this same code run longer, on conversations about more scenes; the table after the
+training puts the two side by side. The `p = 0` student is that recipe's beginning: the teacher writes the same
+conversations for the same first scenes. The filtered student sees fewer distinct records in the same number of
+steps.
+
+The trainer prints a line every 10 steps while it runs (that cell's output is a log and is not compared when the
+notebook is graded):
 """)
 
 code(r"""
-STEPS = 150  # about 25-30 s per student on 2 CPU cores
-ZOO_STAGE2 = train.TrainConfig(**zoo.read_manifest()["llava-mini"]["recipe"]["train"])  # the shipped zoo's stage 2
+STEPS = 60  # per student
+CONV_ONLY = zoo.read_manifest()["llava-mini-conv-only"]["recipe"]  # how the zoo's conversation model was trained
+ZOO_STAGE2 = train.TrainConfig(**CONV_ONLY["train"])
 
 
-def finetune(rows) -> tuple:
+def finetune(name: str, rows) -> tuple:
     '''A stage-2 student: llava-mini-stage1 fine-tuned on these conversation records for STEPS steps.'''
     model = zoo.load("llava-mini-stage1")
     train.set_stage(model, 2)
@@ -512,23 +573,39 @@ def finetune(rows) -> tuple:
                                 seed) for seed, record, _, _ in rows]
     batches = corpora.Batches(examples, tokenizer, ZOO_STAGE2.batch_size, seed=0,
                               image_size=model.config.vision.image_size, group_by_length=True)
-    losses = train.fit(model, batches, dataclasses.replace(ZOO_STAGE2, steps=STEPS), corpora.llava_loss,
-                       log=None)
+    run = dataclasses.replace(ZOO_STAGE2, steps=STEPS, log_every=10, progress=False)  # a printed line per 10 steps
+    losses = train.fit(model, batches, run, corpora.llava_loss, log=lambda line: print(f"{name:>18}: {line}"))
     return model, losses
 
 
-students = {}
+students, losses = {}, {}
 for name, rows in arms.items():
-    students[name], losses = finetune(rows)
-    print(f"{name:>18}: {STEPS} steps, loss of the last 10 steps {np.mean(losses[-10:]):.2f}")
-print(f"(the zoo's full stage 2 runs {ZOO_STAGE2.steps} steps)")
+    students[name], losses[name] = finetune(name, rows)
+""", "nbval-ignore-output")
+
+code(r"""
+print(f"{'':>25} | steps x batch | conversations | loss of the last 10 steps")
+for name, rows in arms.items():
+    loss = np.mean(losses[name][-10:])
+    print(f"{name:>25} | {STEPS:>5} x {ZOO_STAGE2.batch_size:<5} | {len(rows):>13} | {loss:>25.2f}")
+
+zoo_loss = zoo.read_manifest()["llava-mini-conv-only"]["metrics"]["loss"]
+print(f"{'zoo: llava-mini-conv-only':>25} | {ZOO_STAGE2.steps:>5} x {ZOO_STAGE2.batch_size:<5} | "
+      f"{CONV_ONLY['scenes']['conversation']:>13} | {zoo_loss:>25.2f}")
 """)
 
 md(r"""
-The measurement: POPE-style questions about 300 test scenes, greedy answers, and the share of answers that are "yes"
-for each kind of question. For an object that is there, "yes" is right (the higher the better); for an absent one,
-every "yes" is a hallucination. For scale, the same questions also go to the zoo's `llava-mini-conv-only`: stage 2
-on clean conversations with the full recipe (the zoo's stage 2, more scenes and more steps).
+The measurement: POPE-style questions about 300 test scenes, and for each kind of question two numbers.
+
+- **The share of "yes" answers**, greedy, as POPE counts them. For an object that is there, "yes" is right (the
+  higher the better); for an absent one, every "yes" is a hallucination.
+- **How far the model leans to "yes"**: the probability it gives "yes" as the first word of its answer, out of the
+  two first words an answer can have ("yes, there is …" or "No, there is no …"), averaged over the questions.
+  Greedy decoding turns any lean past one half into a "yes", so the share of "yes" answers alone cannot tell a
+  model that is sure from one that is tipped by a hair.
+
+Both come from the model's scores for the first token of its answer (the answer's first word decides yes or no). For
+scale, the same questions also go to the zoo's `llava-mini-conv-only`.
 """)
 
 code(r"""
@@ -550,50 +627,77 @@ def existence_probes(seeds) -> dict[str, list]:
     return probes
 
 
-def yes_rate(model, pairs) -> float:
-    replies = evaluate.answer(model, tokenizer, [s for s, _ in pairs], [q for _, q in pairs], max_new_tokens=3)
-    return float(np.mean([evaluate.normalise(r) == "yes" for r in replies]))
+FIRST = {word: tokenizer.convert_tokens_to_ids("▁" + word) for word in ("yes", "No")}  # "▁": the word after a space
+
+
+@torch.no_grad()
+def first_word(model, pairs) -> tuple[float, float]:
+    '''The share of greedy answers whose first word is "yes", and the mean probability of "yes" out of "yes" and
+    "No" as that first word: the model's scores for the token right after "ASSISTANT:".'''
+    prompts = [conversation.build_prompt([{"from": "human", "value": "<image>\n" + question}], tokenizer,
+                                         model.num_image_tokens) for _, question in pairs]
+    batch = conversation.collate(prompts, tokenizer.pad_token_id, padding_side="left")
+    pixels = world.pixel_values(world.render_batch([s for s, _ in pairs], model.config.vision.image_size))
+    scores = model(batch["input_ids"], pixels, batch["attention_mask"]).logits[:, -1]  # (questions, vocabulary)
+    p = scores.softmax(-1)
+    lean = p[:, FIRST["yes"]] / (p[:, FIRST["yes"]] + p[:, FIRST["No"]])
+    return float((scores.argmax(-1) == FIRST["yes"]).float().mean()), float(lean.mean())
 
 
 probes = existence_probes(world.split_seeds("test", 300))
 models = {**students, "zoo: llava-mini-conv-only": zoo.load("llava-mini-conv-only")}
-rates = {name: [yes_rate(model, pairs) for pairs in probes.values()] for name, model in models.items()}
+results = {name: [first_word(model, pairs) for pairs in probes.values()] for name, model in models.items()}
 
-fig, ax = plt.subplots(figsize=(7.5, 3))
-x = np.arange(len(probes))
-for i, (name, values) in enumerate(rates.items()):
-    ax.bar(x + (i - 1.5) * 0.2, values, width=0.2, label=name)
-ax.set_xticks(x, [f"{kind}\n({len(pairs)} questions)" for kind, pairs in probes.items()])
-ax.set_ylim(0, 1.05)
-ax.set_ylabel('share of "yes" answers')
-ax.legend(fontsize=8, title="trained on", title_fontsize=8)
-ax.set_title('"Is there a ...?" about 300 test scenes', fontsize=10)
+fig, axes = plt.subplots(1, 2, figsize=(11, 3.4), sharey=True, layout="constrained")
+x, width = np.arange(len(probes)), 0.8 / len(results)
+for panel, (ax, title) in enumerate(zip(axes, ('share of "yes" answers (greedy)', 'mean probability of "yes"'))):
+    for i, (name, values) in enumerate(results.items()):
+        bars = ax.bar(x + (i - (len(results) - 1) / 2) * width, [v[panel] for v in values], width=width, label=name)
+        ax.bar_label(bars, fmt="%.2f", fontsize=6, padding=1)  # a bar of height 0 still shows its value
+    ax.set_xticks(x, [f"{kind}\n({len(pairs)} questions)" for kind, pairs in probes.items()], fontsize=8)
+    ax.axhline(0.5, color="grey", lw=0.5, ls=":")
+    ax.set_ylim(0, 1.1)
+    ax.set_title(title, fontsize=10)
+fig.legend(*axes[0].get_legend_handles_labels(), fontsize=8, title="trained on", title_fontsize=8,
+           loc="outside right upper")
+fig.suptitle('"Is there a ...?" about 300 test scenes', fontsize=10)
 plt.show()
-print(f"{'trained on':>25} | " + " | ".join(f"{kind:>21}" for kind in probes))
-for name, values in rates.items():
-    print(f"{name:>25} | " + " | ".join(f"{v:>21.2f}" for v in values))
+for panel, what in enumerate(('share of "yes" answers', 'mean probability of "yes"')):
+    print(f"{what:>25} | " + " | ".join(f"{kind:>21}" for kind in probes))
+    for name, values in results.items():
+        print(f"{name:>25} | " + " | ".join(f"{v[panel]:>21.2f}" for v in values))
+
 """)
 
 md(r"""
-**What the table shows.** Read each row across first. A student that *sees* says "yes" to the present object and
-"no" to both absent ones; these students give (nearly) the same answer in all three columns. Half a minute of
-stage 2 from the stage-1 model does not teach a 1.2-million-parameter model to find an object among the nine
-visual tokens — and the zoo's conversation model, trained longer, does not separate the columns either (the zoo's
-measured existence accuracy is in notebook 00; reaching the course's 95% target is still open work).
+**What the tables show.** Read each row across first. A model that *sees* says "yes" to the present object and "no"
+to both absent ones. The zoo's `llava-mini-conv-only` does (its row in both tables: the present column stands apart
+from the two absent ones). The three students do not: each gives nearly the same share of "yes" answers in all three
+columns, and the same probability of "yes" to the second decimal: after 60 steps they do not look at the image to
+decide whether something is there. The zoo's model is the same code run longer — more steps, on conversations about
+more scenes (the table above) — and somewhere in that longer run it learned to look.
 
-Now read down. What a blind student *does* learn is the answer balance of its data. The teacher's made-up objects
-raised the share of "yes" among existence answers (the table of the three training sets above), every made-up
-object arriving as a "yes", and a student that cannot check the image answers with whatever its data said most
-often — so the p = 0.3 student says "yes" to absent objects far more often than the clean one. That is study
-question 9 in its barest form: where a model cannot check a claim against the image, it learns the teacher's
-claims, biases included, and repeats them with the teacher's confidence. The verification filter re-derives every
-existence claim from the boxes, drops exactly the records with a made-up object (and no clean one), restores the
-clean answer balance, and with it the clean student's behaviour.
+Now read down the right panel. What a blind student does learn is the answer balance of its data. The `p = 0.3`
+student leans to "yes" (0.61), the clean one does not (0.49): the teacher's made-up objects raised the share of
+"yes" among existence answers from 0.45 to 0.56, every made-up object arriving as a "yes", and a student that cannot
+check the image answers with what its data said most often. The filter dropped exactly the 559 records with a
+made-up object and no clean one, which restored the clean balance (0.45), and the filtered student's lean came back
+to 0.51, next to the clean student's.
+
+The left panel is what POPE would report, and it exaggerates. Greedy decoding answers "yes" whenever the lean is
+past one half, so a blind student gives nearly the same answer to every question: the clean student says "yes" to
+0.17–0.21 of them and the filtered one to 0.90–0.93, though their leans differ by 0.02; the `p = 0.3` student,
+leaning 0.61, says "yes" every time. A blind model's share of "yes" answers records which side of one half it
+happens to sit on; look at the lean, or at several seeds, before calling two such students different. That is study
+question 9 in its barest form: where a model cannot check a claim against the image, it learns the teacher's claims,
+their balance included, and repeats them with the teacher's confidence.
 
 Two cautions. One short run per setting: the pattern is the result, not the decimals. And a student that could see
-would show the bias differently — as "yes" on the co-occurring absent partner (the right column) more often than on
-a random absent object, POPE's adversarial setting; the teacher's made-up objects are concentrated on those partners
-(the first table of this section), which is why the filter matters most there.
+would show the bias differently — as "yes" on the co-occurring absent partner (the right group of bars) more often
+than on a random absent object, POPE's adversarial setting. The teacher's made-up objects are concentrated on those
+partners (section 4's table: 0.93 of the made-up shapes at `hallucination=0.3`, against 0.30 by chance), which is
+why the filter matters most there.
+
 """)
 
 md(r"""
@@ -663,12 +767,16 @@ Not graded: questions to think about before notebook 02. Write your answers down
    gathered at a car) could no checker verify from COCO's annotations?
 4. The filter drops whole records. What does that do to the answer balance of the data, and to how many "no"
    answers the student sees? Is dropping better than correcting the false turn?
-5. In section 3 the detailed descriptions carry the largest share of the supervised tokens of the stage-2 mix. If
-   only the detailed descriptions hallucinated, would the student's conversations be safe?
-6. Section 5 measured one seed per setting, for half a minute each. What would you need to run before calling a
+5. In section 3 the conversations carry the largest share of the supervised tokens of the stage-2 mix, the detailed
+   descriptions the next largest. If only the detailed descriptions hallucinated, would the student's conversations
+   be safe?
+6. Section 5 trained one student per setting, for 60 steps each. What would you need to run before calling a
    difference of a few points real? (Study question 15.)
 7. A student that cannot see the object a question asks about still has to answer. What does it fall back on, and
    what does that say about how to read a "yes" rate?
+8. The teacher's answers restate the referent. What does that cost in supervised tokens, and what does scoring a
+   reply by its whole sentence check that scoring only its answer word would not?
+
 """)
 
 write(str(HERE / "out" / "01_instruction_data.ipynb"))
