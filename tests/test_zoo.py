@@ -177,9 +177,10 @@ def test_the_sha256_is_not_compared_across_cpu_kinds(rebuilt_w):
 
 def test_stage2_trains_each_instruction_type_for_the_same_epochs():
     full, conversations = recipe.JOBS["llava-mini"][1]["train"], recipe.JOBS["llava-mini-conv-only"][1]["train"]
-    assert recipe.STAGE2_SCENES == {"conversation": 16000, "detail": 8000, "complex_reasoning": 8000}
-    assert (full.steps, conversations.steps) == (6000, 3000)  # 12 epochs of 64-record batches
-    assert recipe.JOBS["llava-mini-conv-only"][1]["scenes"] == {"conversation": 16000}
+    scenes = recipe.STAGE2_SCENES
+    assert full.steps * full.batch_size == recipe.STAGE2_EPOCHS * sum(scenes.values())
+    assert conversations.steps * conversations.batch_size == recipe.STAGE2_EPOCHS * scenes["conversation"]
+    assert recipe.JOBS["llava-mini-conv-only"][1]["scenes"] == {"conversation": scenes["conversation"]}  # Table 4
     assert (full.batch_size, full.lr) == (conversations.batch_size, conversations.lr)
 
 
