@@ -1,8 +1,10 @@
-"""The self-assessment quizzes: format, keys, feedback, pointers, the widgets, the terminal and the command."""
+"""The self-assessment quizzes: format, keys, feedback, pointers, the zoo's numbers they cite, the widgets, the terminal
+and the command."""
 
 import io
 import json
 import re
+import shutil
 import subprocess
 import sys
 import warnings
@@ -12,6 +14,7 @@ import ipywidgets
 import pytest
 
 from llava_mini import cli, keys, quiz
+from llava_mini.quiz import zoo_numbers
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCES = sorted((ROOT / "solutions" / "quizzes").glob("q*.json"))
@@ -189,6 +192,63 @@ def test_written_answers_hold_all_seventeen_questions_in_one_to_three_paragraphs
         paragraphs = [p for p in section.split("\n\n")[1:] if p.strip() and not p.startswith(">")]
         assert 1 <= len(paragraphs) <= 3, f"Q{n} has {len(paragraphs)} paragraphs"
     assert "4,198,400" in text and "576" in text and "mean-pool" in text
+
+
+# -- the zoo's numbers ------------------------------------------------------------------------------------------------
+
+def test_every_zoo_number_the_quizzes_and_written_answers_cite_is_the_manifests():
+    assert zoo_numbers.problems() == []
+
+
+def test_the_readmes_example_is_an_entry_of_the_table():
+    example = re.search(r"```json\n(.*?)```", (ROOT / "quizzes" / "README.md").read_text(encoding="utf-8"), re.S)
+    assert json.loads(example.group(1)) in json.loads((ROOT / "solutions" / "zoo_numbers.json").read_text())
+
+
+def _copy_texts(tmp_path: Path) -> Path:
+    for rel in ("solutions/study_answers.md", "solutions/zoo_numbers.json", "llava_mini/zoo/manifest.json"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(ROOT / rel, tmp_path / rel)
+    shutil.copytree(ROOT / "solutions" / "quizzes", tmp_path / "solutions" / "quizzes")
+    return tmp_path
+
+
+def _edit(path: Path, old: str, new: str) -> None:
+    text = path.read_text(encoding="utf-8")
+    assert text.count(old) == 1, old
+    path.write_text(text.replace(old, new), encoding="utf-8")
+
+
+def test_a_rebuilt_zoo_fails_on_every_sentence_that_cites_a_number_it_changed(tmp_path):
+    root = _copy_texts(tmp_path)
+    assert zoo_numbers.problems(root) == []
+    manifest = json.loads((root / "llava_mini/zoo/manifest.json").read_text())
+    manifest["llava-mini"]["metrics"]["accuracy"]["existence_yes"] = 0.9
+    manifest["llava-mini-stage1"]["metrics"]["trainable"] = 4161
+    (root / "llava_mini/zoo/manifest.json").write_text(json.dumps(manifest))
+    found = zoo_numbers.problems(root)
+    stale = [p for p in found if "llava-mini.metrics.accuracy.existence_yes, which" in p]
+    assert len(stale) == 4 and all("now says is 0.9 (0.90)" in p for p in stale)  # Q7, Q9, q07.5, q09.4
+    assert {p.split(":")[0] for p in stale} == {"solutions/study_answers.md", "solutions/quizzes/q07.json",
+                                                "solutions/quizzes/q09.json"}
+    assert sum("llava-mini-stage1.metrics.trainable, which" in p and "(4,161)" in p for p in found) == 2
+    assert len(found) == 6
+
+
+def test_an_edited_or_uncited_zoo_number_is_caught(tmp_path):
+    root = _copy_texts(tmp_path)
+    _edit(root / "solutions/study_answers.md", "writes\nboth (0.60 and 0.96)", "writes\nboth (0.66 and 0.96)")
+    _edit(root / "solutions/study_answers.md", "3 × 2 × 3 = 18 runs).", "3 × 2 × 3 = 18 runs). The zoo's "
+          "`llava-mini-conv-only` counts at 0.90 and 4.5 is not zoo.")
+    _edit(root / "solutions/quizzes/q07.json", "llava-mini 0.81 of the foils", "llava-mini 0.80 of the foils")
+    found = zoo_numbers.problems(root)
+    assert any(p.startswith("solutions/study_answers.md: the quote “writes both (0.60 and 0.96)” is not there")
+               for p in found)
+    uncited = {p.split(" in “")[0] for p in found if "does not say where it comes from" in p}
+    assert uncited == {"solutions/study_answers.md: 0.66", "solutions/study_answers.md: 0.96",
+                       "solutions/study_answers.md: 0.90", "solutions/study_answers.md: 4.5",
+                       "solutions/quizzes/q07.json: 0.80", "solutions/quizzes/q07.json: 0.18"}
+    assert len(found) == 8  # and q07's quote that no longer holds 0.81
 
 
 # -- the widgets ------------------------------------------------------------------------------------------------------
