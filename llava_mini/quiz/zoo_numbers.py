@@ -1,18 +1,16 @@
 """The zoo's numbers cited in the quiz sources and the written answers, checked against the zoo's manifest.
 
-The texts keep their numbers in plain sight ("`llava-mini` answers 0.53 of them right"); the table
-`solutions/zoo_numbers.json` says where each comes from. One entry per quoted phrase:
+The texts keep their numbers in plain sight; the table `solutions/zoo_numbers.json` says where each comes from, one
+entry per quoted phrase (format: quizzes/README.md, "Numbers from the zoo"):
 
-    {"in": "solutions/study_answers.md", "quote": "writes both (0.60 and 0.96)",
-     "zoo": {"0.60": "llava-mini.metrics.accuracy.reasoning", "0.96": "llava-mini.metrics.accuracy.description"}}
+    {"in": "solutions/study_answers.md", "quote": "<a phrase of that text holding the numbers>",
+     "zoo": {"<number as written>": "<checkpoint>.<key>.<key>..."}, "not_zoo": {"<number>": "<its other source>"}}
 
-`zoo` maps each number in the quote to its manifest path (checkpoint, then keys); the number must be the manifest's
-value written to the number's own decimals ("0.60" is 0.5967 to two places; "179,840" is exact). `not_zoo` maps a
-number that stands next to the zoo's but comes from elsewhere to its source ({"85.1": "LLaVA Table 4"}).
-
-`problems` fails on a quote that is no longer in its text, on a number the manifest no longer says, and on any
-decimal or thousands-grouped number in a sentence that names the zoo or one of its checkpoints which no entry
-accounts for. Other numbers (a count such as "48 of 56") are checked only when the table lists them.
+A cited number must be the manifest's value written to the number's own decimals ("0.60" stands for 0.595 up to
+0.605; "179,840" must be exact). `problems` fails on a quote that is no longer in its text, on a number the manifest
+no longer says, and on any decimal or thousands-grouped number in a sentence that names the zoo or one of its
+checkpoints which no entry accounts for. Other numbers (a count such as "48 of 56") are checked only when the table
+lists them.
 """
 
 from __future__ import annotations
