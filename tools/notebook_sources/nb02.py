@@ -25,14 +25,16 @@ After this notebook you can
 2. write multi-head scaled dot-product attention and the pre-LN ViT block (exercises 2.2 and 2.3);
 3. write CLIP's symmetric contrastive loss with its learnable temperature (exercise 2.4), and use `clip-mini` to
    match images with captions zero-shot;
-4. probe every layer of the encoder for *local* attributes of an object (its shape, its colour) and read the figure;
+4. probe every layer of the encoder for *local* attributes of an object (its shape, its colour) and for the cell a
+   patch token belongs to, and read the figure;
 5. answer study question 16 with an autograd experiment: under CLIP's loss the last block's patch outputs get
    **exactly zero** gradient;
 6. answer study question 14: is a "visual token" just a word?
 
 ### Time
 About **75 minutes**: 40 of reading, four exercises of 5–10 minutes each, and two study questions. Running every
-cell takes well under two minutes on 2 CPU cores; nothing here trains.
+cell (strict `pytest --nbval`) took 26 to 48 s over several runs on 2 CPU cores shared with other jobs (model
+training). Nothing here trains.
 
 ### Numbers to expect
 The first code cell prints the real CLIP ViT-L/14 next to `clip-mini`, and what the zoo measured when it trained
@@ -54,7 +56,7 @@ import torch
 import torch.nn.functional as F
 from einops import rearrange
 
-from llava_mini import clip, probe, world, zoo
+from llava_mini import cells, clip, corpora, probe, world, zoo
 from llava_mini.course import setup_notebook
 from llava_mini.grading import nb02
 from llava_mini.tokenizer import load_tokenizer
@@ -198,8 +200,10 @@ print("patch tokens:", tuple(by_linear.shape), "| Conv2d == rearrange + Linear:"
 
 md(r"""
 Each of the $D$ rows of that weight is a $3 \times p \times p$ filter: the patch pattern one feature responds to. Drawn
-as images (each scaled to its own range), the first 16 of `clip-mini`'s filters show what CLIP-style training made
-the first layer look for — mostly colour, some edges and blobs:
+as images (each scaled to its own range), the first 16 of `clip-mini`'s filters are what CLIP-style training made the
+first layer look for. To the eye they are mostly noise, with here and there a blob or a ring around the centre, where
+an object sits in its cell: single filters of a small model are hard to read, and section 5 measures what the layer
+knows instead.
 """)
 
 code(r"""
@@ -260,7 +264,7 @@ ax.set_xlabel("head size d")
 ax.set_ylabel("largest attention weight (mean)")
 ax.set_ylim(0, 1.05)
 ax.axhline(1 / 16, color="grey", lw=0.8, ls=":")
-ax.legend(fontsize=9)
+ax.legend(fontsize=9, loc="center right")
 ax.set_title("softmax over 16 random keys", fontsize=10)
 plt.show()
 """)
@@ -370,9 +374,10 @@ Only one vector per image enters the loss: the **CLS token of the last block**, 
 linear projection (`ClipMini.embed`). Keep that in mind for section 6.
 
 `clip-mini` was trained exactly this way on ShapesWorld (`clip.caption_batches`): captions from the scenes' symbolic
-context, plus *hard negatives* — "shape twins", copies of a scene with one object's shape changed, captioned
-accordingly — because random captions almost always differ in colour or position, and without twins the encoder
-learns little about shape.
+context, plus *hard negatives*, each image's twin in its batch, captioned accordingly: "shape twins", copies of a
+scene with one object's shape changed, and "cell twins", copies with one object moved to an empty cell. Random
+captions almost always differ in colour, so without twins the encoder learns little about shape or about where an
+object is — and LLaVA's $W$ needs both to say "the circle in the top left".
 
 ### Exercise 2.4: the contrastive loss
 
@@ -448,14 +453,14 @@ print(f"the learned scale exp(t): {clip_model.logit_scale.exp().item():.1f} (ini
 """)
 
 md(r"""
-Random captions are easy to tell apart: they usually differ in colour or position. The hard test is a **shape
-twin**: the same scene with one object's shape changed. Does `clip-mini` prefer an image's own caption to its twin's?
+Random captions are easy to tell apart: they usually differ in colour. The hard test is a **twin**: the same scene
+with one object's shape changed, or with one object moved to another cell. Does `clip-mini` prefer an image's own
+caption to its twin's?
 """)
 
 code(r"""
 rng = np.random.default_rng(0)
 scenes = [world.sample_scene(s) for s in world.split_seeds("val", 200)]
-twins = [clip.shape_twin(s, rng) for s in scenes]
 
 
 def embed_text(captions):
@@ -467,10 +472,15 @@ with torch.no_grad():
     own_image = F.normalize(clip_model.visual_projection(
         tower(world.pixel_values(world.render_batch(scenes, cfg.image_size)))[1]), dim=-1)  # (200, E)
     own_text = embed_text([world.symbolic_context(s).captions[0] for s in scenes])
-    twin_text = embed_text([world.symbolic_context(s).captions[0] for s in twins])
-wins = int(((own_image * own_text).sum(-1) > (own_image * twin_text).sum(-1)).sum())
-print("example:", world.symbolic_context(scenes[0]).captions[0], "| twin:", world.symbolic_context(twins[0]).captions[0])
-print(f"the image's own caption beats its shape twin's for {wins} of {len(scenes)} images")
+print("a caption:    ", world.symbolic_context(scenes[0]).captions[0])
+for make_twin in (clip.shape_twin, clip.cell_twin):
+    twins = [make_twin(s, rng) for s in scenes]
+    with torch.no_grad():
+        twin_text = embed_text([world.symbolic_context(s).captions[0] for s in twins])
+    wins = int(((own_image * own_text).sum(-1) > (own_image * twin_text).sum(-1)).sum())
+    name = make_twin.__name__.replace("_", " ")  # "shape twin", "cell twin"
+    print(f"its {name}:", world.symbolic_context(twins[0]).captions[0])
+    print(f"   the image's own caption beats its {name}'s for {wins} of {len(scenes)} images")
 """)
 
 md(r"""
@@ -485,27 +495,44 @@ objects of 500 validation scenes of 2–3 objects. We run it at every `hidden_st
 comparison, the zoo measured the same probe at `hidden_states[-2]` of an *untrained* ViT of the same architecture
 (a random linear map of the pixels already keeps a lot, large objects especially).
 
-Both attributes are **local**: they live in the object's own patch. Watch the last layer.
+Both attributes are **local**: they live in the object's own patch. A third probe asks where a patch is: it reads
+every patch token, empty or not, and predicts which of the 9 cells it belongs to, from the token alone (fitted on the
+patches of 300 training scenes, tested on those of 200 validation scenes). At the embedding layer the position
+embedding has just been added; does the cell survive to the layer LLaVA reads? Watch the last layer.
 """)
 
 code(r"""
+def cell_accuracy(layer: int, n_train: int = 300, n_test: int = 200) -> float:
+    '''Linear probe of every patch token of hidden_states[layer], empty or not, for its own cell (9 classes).'''
+    x, labels = probe.patch_labels(tower, [world.sample_scene(s) for s in world.split_seeds("train", n_train)], layer)
+    predict = probe.fit_logistic(x, torch.from_numpy(labels["cell"]), cfg.num_patches)
+    x, labels = probe.patch_labels(tower, [world.sample_scene(s) for s in world.split_seeds("val", n_test)], layer)
+    return float((predict(x).numpy() == labels["cell"]).mean())
+
+
 layers = list(range(cfg.layers + 1))
+torch.set_num_threads(1)  # a probe's fit is hundreds of tiny steps, which one thread runs faster than two
 accuracy = {attribute: [probe.probe(tower, attribute, layer, n_train=1000, n_test=500)["all"] for layer in layers]
             for attribute in ("shape", "colour")}
+accuracy["cell"] = [cell_accuracy(layer) for layer in layers]
+torch.set_num_threads(2)  # back to the notebook's setting (setup_notebook)
 untrained = metrics["probe_shape_random_init"]["all"]  # the zoo's measurement, hidden_states[-2] of a random ViT
+chance = {"shape": 1 / len(world.SHAPES), "colour": 1 / len(world.COLOURS), "cell": 1 / cfg.num_patches}
+titles = {"shape": "an object's shape", "colour": "an object's colour", "cell": "a patch's cell"}
 
-fig, axes = plt.subplots(1, 2, figsize=(9, 3.4), sharey=True)
-for ax, attribute in zip(axes, ("shape", "colour")):
+fig, axes = plt.subplots(1, 3, figsize=(11, 3.6), sharey=True)
+for ax, attribute in zip(axes, accuracy):
     ax.plot(layers, accuracy[attribute], "o-", label="clip-mini")
     if attribute == "shape":
         ax.plot([cfg.layers - 1], [untrained], "s", color="grey", label="untrained ViT (zoo)")
     ax.axvline(cfg.layers - 1, color="#f6b26b", lw=6, alpha=0.4, label="hidden_states[-2] (LLaVA)")
-    ax.axhline(1 / len(probe.ATTRIBUTES[attribute]), color="grey", lw=0.8, ls=":", label="chance")
+    ax.axhline(chance[attribute], color="grey", lw=0.8, ls=":", label="chance")
     ax.set_xticks(layers, ["emb"] + [f"block {i}" for i in layers[1:]], fontsize=8)
-    ax.set_title(f"linear probe: an object's {attribute}", fontsize=10)
+    ax.set_title(f"linear probe: {titles[attribute]}", fontsize=10)
 axes[0].set_ylabel("validation accuracy")
-axes[0].legend(fontsize=8, loc="lower left")
-fig.tight_layout()
+axes[0].set_ylim(0, 1.05)
+fig.legend(*axes[0].get_legend_handles_labels(), loc="lower center", ncol=4, fontsize=8, frameon=False)
+fig.tight_layout(rect=(0, 0.08, 1, 1))  # room for the legend below the panels
 plt.show()
 print(f"{'hidden_states index':>20} " + " ".join(f"{i:>6}" for i in layers))
 for attribute, values in accuracy.items():
@@ -513,12 +540,14 @@ for attribute, values in accuracy.items():
 """)
 
 md(r"""
-**What the curves say.** Colour is read perfectly at every layer: it is the mean of a patch's pixels, and a linear
-map of the pixels has it from the start. Shape is the interesting one. Even the embedding layer (`emb`, a linear map
-of the raw patch plus a position) reads it almost as well as the blocks do, because at 48 px with 16-px patches one
-patch *is* one object; what training bought is the gap between `clip-mini` and the untrained ViT (grey square),
-which comes from CLIP's twin negatives forcing shape into the features (section 5). And the last block does **not**
-lose it here: the curve is flat to the end.
+**What the curves say.** Colour is read perfectly at every layer (1.00): it is the mean of a patch's pixels, and a
+linear map of the pixels has it from the start. The cell is read perfectly too (1.00 up to `hidden_states[-2]`, 0.99
+after the last block): the position embedding added at the input survives the blocks, so a linear $W$ can tell the
+language model *where* each patch is. Shape is the interesting one. Even the embedding layer (`emb`, a linear map of
+the raw patch plus a position) reads it as well as the blocks do (0.96), because at 48 px with 16-px patches one patch
+*is* one object; what training bought is the gap between `clip-mini` and the untrained ViT (0.96 against 0.80, the
+grey square), which CLIP's training, with its shape twins, put into the features (section 4). And the last block does
+**not** lose it here: 0.95 after it.
 
 So this toy does not reproduce the paper's *hypothesis* that the last layer is "more global and abstract" and worse
 for local detail — with four blocks and nine patches there is little room for that. The reason to skip the last
@@ -548,14 +577,14 @@ $$\frac{\partial \mathcal{L}}{\partial h_L^{n}} = 0 \quad \text{exactly, for eve
 and nothing in training ever asked them to mean anything. One block earlier it is different: the last block's CLS
 token *attends* to the patch tokens $h_{L-1}^{1..N}$ (they are its keys and values), so the loss reaches them.
 
-Let autograd confirm it on a batch like those `clip-mini` was trained on: 8 training scenes and their shape twins,
-with their captions. `retain_grad` keeps the gradient of each hidden state:
+Let autograd confirm it on a batch like those `clip-mini` was trained on: 8 training scenes and a twin of each
+(alternately a shape twin and a cell twin), with their captions. `retain_grad` keeps the gradient of each hidden state:
 """)
 
 code(r"""
 rng = np.random.default_rng(0)
 scenes = [world.sample_scene(s) for s in world.split_seeds("train", 8)]
-batch_scenes = [t for s in scenes for t in (s, clip.shape_twin(s, rng))]  # 8 scenes and their twins, as in training
+batch_scenes = [t for i, s in enumerate(scenes) for t in (s, clip.TWINS[i % 2](s, rng))]  # with twins, as in training
 batch_pixels = world.pixel_values(world.render_batch(batch_scenes, cfg.image_size))  # (16, 3, H, W)
 batch_ids, batch_mask = caption_batch([world.symbolic_context(s).captions[0] for s in batch_scenes])
 hidden, pooled = tower(batch_pixels)  # hidden: blocks + 1 tensors (B, N+1, D)
@@ -599,7 +628,7 @@ plt.show()
 md(r"""
 The route by which the gradient reaches `hidden_states[-2]` is the last block's attention from CLS to the patches. For
 our scene, here is how each head of the last block spreads the CLS token's attention over the patch grid (the
-remaining weight goes to CLS itself):
+remaining weight goes to CLS itself; each head has its own colour scale, and the numbers are the weights):
 """)
 
 code(r"""
@@ -614,7 +643,10 @@ fig, axes = plt.subplots(1, cfg.heads + 1, figsize=(2.1 * (cfg.heads + 1), 2.3))
 axes[0].imshow(image, interpolation="nearest")
 axes[0].set_title("the scene", fontsize=9)
 for i, ax in enumerate(axes[1:]):
-    ax.imshow(cls_to_patches[i], cmap="Blues", vmin=0, vmax=float(cls_to_patches.max()))
+    ax.imshow(cls_to_patches[i], cmap="Blues", vmin=0, vmax=float(cls_to_patches[i].max()))
+    for (row, col), w in np.ndenumerate(cls_to_patches[i].numpy()):
+        ax.text(col, row, f"{w:.2f}", ha="center", va="center", fontsize=8,
+                color="white" if w > 0.6 * cls_to_patches[i].max() else "black")
     ax.set_title(f"head {i}: CLS -> patches", fontsize=9)
 for ax in axes:
     ax.set_xticks([])
@@ -697,22 +729,39 @@ md(r"""
 
 LLaVA's paper calls stage 1 "training a compatible visual tokenizer for the frozen LLM" (§4.2), and the metaphor
 stuck: an image becomes a "sentence" of $N$ visual tokens $H_v = W \cdot Z_v$ that the LLM reads before the question.
-What is true in it, and what is not? The zoo's `llava-mini-stage1` is the place to look: its $W$ was trained in
-stage 1 with the language model `vicuna-mini` frozen, so its visual tokens live in exactly the input space of
-`vicuna-mini`'s word embeddings. (Notebook 04 builds $W$; here we only read its output.)
+What is true in it, and what is not? The zoo's `llava-mini-stage1` is the place to look: its $W$ was trained in stage
+1 with the language model `vicuna-mini` frozen, so its visual tokens live in exactly the input space of
+`vicuna-mini`'s word embeddings. (Notebook 04 builds $W$; here we only read its output.) One more fact about that
+language model, which notebook 03 shows in detail: `vicuna-mini` was pre-trained, on text only, to read a scene as 9
+*cell tokens*, one per grid cell, each the sum of the word embeddings of what the cell holds (`large` + `red` +
+`circle` + `top` + `left`; `.` + row + column for an empty cell). That is the form stage 1 pushed $W$ towards.
 
-First test: is each visual token close to some word? For the patch tokens of 300 validation images we find the
-nearest word embedding by cosine similarity, and compare with how close each word is to its nearest *other* word.
-We also compare their lengths.
+First test: is each visual token close to some word? Only the words `vicuna-mini` read in pre-training count: the
+other rows of its embedding table (box coordinates, words of instruction types it never saw) were never trained and
+keep their small random initial values, so a cosine with them measures noise. For the patch tokens of 300 validation
+images we find the nearest of those words by cosine similarity, and compare with how close each word is to its
+nearest *other* word. We also compare lengths, with the cell tokens too.
 """)
 
 code(r"""
 stage1 = zoo.load("llava-mini-stage1")  # g = clip-mini, W after stage 1, f = vicuna-mini (frozen in stage 1)
-word_ids = torch.arange(6, len(tokenizer))  # every vocabulary word (ids 0-4 are special tokens, 5 the lone space)
-words = stage1.lm.embed_tokens.weight.detach()[word_ids]  # (V, d_lm)
+table = stage1.lm.embed_tokens.weight.detach()  # (vocabulary, d_lm)
+corpus = corpora.cell_examples(world.split_seeds("train", 300), tokenizer)  # vicuna-mini's pre-training data
+read = {i for e in corpus for i in e.sample.input_ids} | {i for e in corpus for cell in e.cells for i in cell}
+not_words = {*tokenizer.all_special_ids, tokenizer.convert_tokens_to_ids("\u2581"), cells.PAD}  # specials, lone space
+word_ids = torch.tensor(sorted(read - not_words))  # the words vicuna-mini read
+unread = torch.tensor(sorted(set(range(len(tokenizer))) - read - not_words))
+words = table[word_ids]  # (V, d_lm)
+print(f"vicuna-mini read {len(word_ids)} of the {len(tokenizer)} vocabulary entries; median length "
+      f"{words.norm(dim=-1).median().item():.2f} (shortest {words.norm(dim=-1).min().item():.2f}); the "
+      f"{len(unread)} it never read: median {table[unread].norm(dim=-1).median().item():.2f} "
+      f"(longest {table[unread].norm(dim=-1).max().item():.2f})")
+
 scenes = [world.sample_scene(s) for s in world.split_seeds("val", 300)]
 with torch.no_grad():
     h_v = stage1.encode_images(world.pixel_values(world.render_batch(scenes, cfg.image_size)))  # (300, N, d_lm)
+    scene_words = torch.tensor([cells.cell_words(s, tokenizer) for s in scenes])  # (300, N, 5)
+    cell_tokens = cells.embed_cells(stage1.lm.embed_tokens, scene_words).flatten(0, 1)  # (300 N, d_lm)
 visual = h_v.flatten(0, 1)  # (300 N, d_lm)
 
 unit_words = F.normalize(words, dim=-1)
@@ -721,53 +770,54 @@ word_to_word = unit_words @ unit_words.T
 word_to_word.fill_diagonal_(-1.0)
 nearest_to_word = word_to_word.max(dim=-1).values  # (V,)
 
-fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
-bins = np.linspace(-0.2, 1.0, 49)
+fig, axes = plt.subplots(1, 2, figsize=(10, 3.4))
+bins = np.linspace(0.2, 1.0, 41)
 axes[0].hist(nearest_to_word.numpy(), bins=bins, density=True, alpha=0.6, label="word: nearest other word")
 axes[0].hist(nearest_to_visual.numpy(), bins=bins, density=True, alpha=0.6, label="visual token: nearest word")
 axes[0].set_xlabel("cosine similarity")
-axes[0].legend(fontsize=8)
 axes[0].set_title("how close to a word?", fontsize=10)
-axes[1].hist(words.norm(dim=-1).numpy(), bins=40, density=True, alpha=0.6, label="word embeddings")
-axes[1].hist(visual.norm(dim=-1).numpy(), bins=40, density=True, alpha=0.6, label="visual tokens H_v")
+axes[0].legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2, frameon=False)  # below the axes
+lengths = {"words read": words, "cell tokens": cell_tokens, "visual tokens H_v": visual}
+axes[1].boxplot([v.norm(dim=-1).numpy() for v in lengths.values()], orientation="horizontal",
+                whis=(0, 100))  # whiskers from the shortest to the longest
+axes[1].set_yticks([1, 2, 3], list(lengths))
 axes[1].set_xscale("log")
-axes[1].set_xlabel("length (L2 norm)")
-axes[1].legend(fontsize=8)
+axes[1].set_xlabel("length (L2 norm; box: quartiles, line: median)")
 axes[1].set_title("how long?", fontsize=10)
 fig.tight_layout()
 plt.show()
 print(f"median cosine to the nearest word: visual tokens {nearest_to_visual.median().item():.2f}, "
       f"words {nearest_to_word.median().item():.2f}")
-print(f"median length: visual tokens {visual.norm(dim=-1).median().item():.2f}, "
-      f"words {words.norm(dim=-1).median().item():.2f}")
+print("median length: " + ", ".join(f"{label} {v.norm(dim=-1).median().item():.2f}" for label, v in lengths.items()))
 """)
 
 md(r"""
-Second test: for the patch that holds an object, is the nearest word at least the object's colour or its shape?
+Second test: for the patch that holds an object, is the nearest word at least the object's colour or its shape? The
+cell's five words (size, colour, shape, row, column) are in `scene_words`:
 """)
 
 code(r"""
-def word_of(index):
-    return tokenizer.convert_ids_to_tokens(int(word_ids[index])).lstrip("\u2581")
-
-
-hits, nearest = [], Counter()
-for i, scene in enumerate(scenes):
-    for obj in scene.objects:
-        patches = probe.patch_mask(obj.box, cfg.image_size, cfg.patch_size).nonzero()[:, 0]
-        for n in patches.tolist():
-            w = word_of(nearest_word[i * cfg.num_patches + n])
-            hits.append(w in (obj.colour, obj.shape))
-            nearest[w] += 1
-print(f"object patches whose nearest word is the object's colour or shape: {np.mean(hits):.2f} of {len(hits)}")
-print("the most frequent nearest words:", ", ".join(f"{w!r} ({c})" for w, c in nearest.most_common(6)))
+occupied = (scene_words[..., 3] != cells.PAD).flatten()  # (300 N,): the patches whose cell holds an object
+own = scene_words.flatten(0, 1)  # (300 N, 5): each patch's cell words
+nearest_ids = word_ids[nearest_word]  # (300 N,)
+colour_or_shape = (nearest_ids[:, None] == own[:, 1:3]).any(-1)[occupied]
+in_the_cell = (nearest_ids[:, None] == own).any(-1)[occupied]
+to_cell_token = F.cosine_similarity(visual, cell_tokens, dim=-1)[occupied]
+print(f"object patches: {int(occupied.sum())}; their nearest word is")
+print(f"   the object's colour or shape: {colour_or_shape.float().mean().item():.2f}")
+print(f"   one of the cell's five words: {in_the_cell.float().mean().item():.2f}")
+nearest = Counter(tokenizer.convert_ids_to_tokens(int(i)).lstrip("\u2581") for i in nearest_ids[occupied])
+print("   most often:", ", ".join(f"{w!r} ({c})" for w, c in nearest.most_common(6)))
+print(f"median cosine of an object patch's visual token to its nearest word "
+      f"{nearest_to_visual[occupied].median().item():.2f}, to its cell token {to_cell_token.median().item():.2f}")
 """)
 
 md(r"""
 Third test: what does a visual token know about *other* patches? Take, in each scene, a patch with **no** object in
 it — only background noise — and ask a linear probe how many objects the whole scene holds. At the embedding layer a
-patch token is a function of its own pixels and its position only, so the probe can do no better than guessing. After
-the blocks, attention has mixed information across patches:
+patch token is a function of its own pixels and its position only, so the probe can do little better than guessing
+(only *which* patch is the first empty one hints at the count). After the blocks, attention has mixed information
+across patches:
 """)
 
 code(r"""
@@ -784,6 +834,7 @@ def empty_patch_features(encoder, seeds, layer):
     return torch.stack(feats), torch.tensor(counts)
 
 
+torch.set_num_threads(1)  # probe fits: one thread is faster, as in section 5
 print(f"{'features of an empty patch':>34} | object count probe accuracy")
 for layer, name in [(0, "hidden_states[0] (embeddings)"), (-2, "hidden_states[-2] (Z_v)")]:
     x_train, y_train = empty_patch_features(tower, world.split_seeds("train", 1500), layer)
@@ -791,16 +842,22 @@ for layer, name in [(0, "hidden_states[0] (embeddings)"), (-2, "hidden_states[-2
     predict = probe.fit_logistic(x_train, y_train, 3)
     print(f"{name:>34} | {(predict(x_test) == y_test).float().mean().item():.2f}")
 print(f"{'guessing the most frequent count':>34} | {torch.bincount(y_test).max().item() / len(y_test):.2f}")
+torch.set_num_threads(2)
 """)
 
 md(r"""
-**What the three tests say.** First, a visual token is not a word: its nearest word embedding is about as close as
-words are to one another, yet its length is of a different order of magnitude altogether (the median lengths
-above). The language model reads it anyway — attention and RMSNorm do not need it to look like a word. Second, the
-nearest word is the object's colour or shape for only a minority of object patches, and the most frequent nearest
-words include punctuation and relation words: $W$ was trained to make the LLM *write the right caption*, not to
-make each token *be* a word. Third, a patch with nothing in it knows how many objects the scene holds once the
-blocks have mixed the patches — a visual token is a summary of its patch *in context*, which no single word is.
+**What the three tests say.** First, a visual token is not a word. Its nearest word is less close to it (median
+cosine 0.43) than words are to their nearest other word (0.58), and it is about six times as long: median 8.12,
+against 1.32 for the words `vicuna-mini` read and 2.66 for the cell tokens it was pre-trained on. The language model
+reads it anyway: its first RMSNorm divides every input vector by the vector's own root-mean-square before attention
+reads it. Second, the nearest word is the object's colour or shape for only half of the object patches (0.50); most
+often it is a size word, `large` or `small`. Yet it is one of the cell's five words for 0.92 of them, and an object
+patch's visual token is much closer to its cell token, the *sum* of those five words (median cosine 0.73), than to any
+single word (0.41). $W$ was trained to make a language model that reads cell tokens write the right caption, and it
+learned to write something like a cell token: several words bound into one vector, not a word. Third, a patch with
+nothing in it knows how many objects the scene holds once the blocks have mixed the patches (0.98 at
+`hidden_states[-2]`, against 0.39 at the embedding layer and 0.36 for guessing the most frequent count): a visual
+token is a summary of its patch *in context*, which no single word is.
 """)
 
 md(r"""
@@ -811,7 +868,8 @@ md(r"""
 - **(c)** The language model is trained to predict the visual tokens, as it predicts the next word.
 - **(d)** Visual tokens take sequence positions, get positions like words, and are read by the same self-attention
   as word embeddings — which is why an unmodified LLM can consume them.
-- **(e)** The word embedding nearest to a visual token is usually the name of the colour or the shape in its patch.
+- **(e)** For nearly every patch that holds an object, the word embedding nearest to its visual token is the name of
+  the object's colour or shape.
 - **(f)** A visual token can carry information about other patches of the image, because the ViT's attention mixed
   the patches before $W$.
 - **(g)** Visual tokens have about the same length (norm) as word embeddings.
@@ -838,12 +896,14 @@ continuous vectors $H_v = W \cdot Z_v$, produced by a linear map, never looked u
 replaces the placeholder id −200 by the features; so (h), a discrete codebook, is false for LLaVA); (d) they sit at
 sequence positions and are read by the same attention as words, which is all an unmodified LLM needs; (f) each one is
 contextual: an empty patch's token at `hidden_states[-2]` predicts how many objects the whole scene holds, which the
-same patch at the embedding layer cannot. False: (a) and (e) — the nearest word embedding is usually not the patch's
-colour or shape (the second test), and being near a word does not make a vector a word; (g) their norms differ from
-the word embeddings' by orders of magnitude (the first test); (c) image positions take no loss (their labels are −100, notebook 05), so the LLM never
-predicts or generates them. So "a sentence of tokens" is an oversimplification: it is a sequence of soft prompts in
-the word-embedding space, each a dense, mixed summary of its patch and its context, that the LLM learned to read
-(stage 1 aligns them, stage 2 teaches the LLM to use them), not a string of words.
+same patch at the embedding layer cannot. False: (a) and (e) — the nearest word is the object's colour or shape for
+only half of the object patches, and a visual token is closer to the sum of its cell's five words than to any one of
+them (the second test); being near a word does not make a vector a word; (g) visual tokens are about six times as
+long as the words `vicuna-mini` read (the first test); (c) image positions take no loss (their labels are −100,
+notebook 05), so the LLM never predicts or generates them. So "a sentence of tokens" is an oversimplification: it is
+a sequence of soft prompts in the word-embedding space — here each closer to a sum of its cell's words than to any
+one word — a dense, mixed summary of its patch and its context that the LLM learned to read (stage 1 aligns them,
+stage 2 teaches the LLM to use them), not a string of words.
 """, "solution-only")
 
 md(r"""
@@ -860,8 +920,8 @@ Not graded: questions to think about before notebook 03. Write your answers down
 4. Pre-LN keeps an un-normalised residual stream. What does that mean for the *scale* of `hidden_states[-1]`
    compared with `hidden_states[1]`? Check it on `clip-mini`.
 5. CLIP's temperature is clamped at 100. What goes wrong for a contrastive loss if the scale grows without bound?
-6. `clip-mini` trains with shape twins as hard negatives. Predict the shape probe curve of an encoder trained
-   without them, and say why.
+6. `clip-mini` trains with shape twins and cell twins as hard negatives. Predict the shape probe curve of an encoder
+   trained without shape twins, and say why. What could a linear $W$ no longer write without the cell twins?
 7. The zero-gradient argument depends on CLS pooling. SigLIP, used by many newer VLMs, pools with an attention head
    over all tokens. What would you expect for its last layer's patch tokens?
 8. LLaVA-1.5 keeps every one of 576 visual tokens. If a visual token is *contextual* (section 7), why not feed the
