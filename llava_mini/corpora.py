@@ -5,15 +5,13 @@ detailed description, complex reasoning), both in LLaVA's JSON format from `data
 into ids and labels by `conversation` (paper §4.2: CC-595K for stage 1, LLaVA-Instruct-158K for stage 2).
 
 vicuna-mini, the frozen LLM of stage 1, must already know how to read a prefix and answer from it, as
-Vicuna does. So its corpus is built from the same records with the image replaced by a *textual* scene
-description (the most detailed caption): "context -> caption" lines and Vicuna-v1 chats whose first user
-turn starts with the description. Stage 1 then only has to teach W to write H_v in a form the LLM
-already reads. The contrast LM (`plain-lm`) sees the captions and chats with no description at all.
-
-`cell_examples` is the bound form of that corpus: the image placeholders stay, one per grid cell, and are
-filled with the scene's cell tokens (`llava_mini.cells`: the sum of the words of what each cell holds), the
-form H_v = W·Z_v can take. A textual description was never read by lookup in the project's measurements;
-cell tokens were (docs/recipe_log.md).
+Vicuna does. Its corpus (`cell_examples`) is built from the same records with the image placeholders kept,
+one per grid cell, and filled with the scene's cell tokens (`llava_mini.cells`: the sum of the words of what
+each cell holds), the form H_v = W·Z_v can take; stage 1 then only has to teach W to write H_v in a form the
+LLM already reads. The contrast LM (`plain-lm`, `lm_examples("plain")`) sees the captions and chats with no
+scene at all. `lm_examples("context")` replaces the image by a *textual* scene description (the first
+generation's vicuna-mini, and `tools/learning_curves.py text`): it was never read by lookup in the project's
+measurements; cell tokens were (docs/recipe_log.md).
 """
 
 from __future__ import annotations
