@@ -36,9 +36,11 @@ After this notebook you can
 
 ### Time
 About **70 minutes**: 35 of reading, three exercises of 5–10 minutes each, and the study question. Running every
-cell needs about 80 seconds of computing on one CPU core — under two minutes on 2 free cores — most of it the three
-short fine-tunes of section 5, which print a line every 10 steps while they train. A busy machine is much slower:
-graded on 2 cores shared with two long training jobs and another notebook's grading, this notebook took 9 minutes.
+cell takes about a minute on 2 CPU cores (graded with `pytest --nbval`: 53–58 s), most of it the three short
+fine-tunes of section 5, which print a line every 10 steps while they train. A busy machine is much slower: with
+other training and grading jobs on the same 2 cores, the same grading took between 4½ and 9 minutes.
+
+
 
 ### Numbers to expect
 Sections 1–4 compute on data only: every number there is exact and the same on every machine. Section 5 trains three
