@@ -2,6 +2,9 @@
 plausible wrong implementation is rejected with a message naming the exercise (tests/test_grading.py's
 pattern); the study-question key accepts the right choices in any spelling and rejects wrong sets."""
 
+import linecache
+import sys
+
 import pytest
 
 from llava_mini import keys
@@ -96,6 +99,25 @@ def prompt_without_stop(history, question, system=SYSTEM_PROMPT):
     return chat_prompt(history, question, system).replace("</s>", " ")
 
 
+def prompt_appends_to_history(history, question, system=SYSTEM_PROMPT):  # right text, but the caller's list grows
+    history.append((question, None))
+    prompt = system
+    for i, (q, a) in enumerate(history):
+        prompt += (" USER: <image>\n" if i == 0 else "USER: ") + q + " ASSISTANT:"
+        if a is not None:
+            prompt += " " + a + "</s>"
+    return prompt
+
+
+def prompt_peeking(history, question, system=SYSTEM_PROMPT):  # reads the grader's expected answer, if there is one
+    frame = sys._getframe(1)
+    while frame is not None:
+        if isinstance(frame.f_locals.get("want"), str):
+            return frame.f_locals["want"]
+        frame = frame.f_back
+    return ""
+
+
 def prompt_vicuna_v0(history, question, system=SYSTEM_PROMPT):  # the paper's Table 2 format: ### separators
     prompt = system + "###"
     for i, (q, a) in enumerate([*history, (question, None)]):
@@ -134,7 +156,8 @@ WRONG = {
     "exercise 0.1": [tokens_always_cls, tokens_one_side, tokens_ignore_keep_cls, tokens_as_float, tokens_no_size_check],
     "exercise 0.2": [params_no_bias, params_bias_on_input_side, params_bias_flag_ignored, params_as_float],
     "exercise 0.3": [prompt_space_after_stop, prompt_without_assistant_tag, prompt_without_system,
-                     prompt_image_every_turn, prompt_without_stop, prompt_vicuna_v0],
+                     prompt_image_every_turn, prompt_without_stop, prompt_vicuna_v0, prompt_appends_to_history,
+                     prompt_peeking],
     "study question 1": [answer_architecture_myth, answer_gpt4_saw_images, answer_too_few],
 }
 (test_every_grader_has_right_and_wrong_implementations, test_right_answer_prints_one_fixed_line,
@@ -159,6 +182,22 @@ def test_hints_say_what_to_fix():
 def test_study_q1_names_a_letter_that_is_not_an_option():
     message = rejects(nb00.check_study_q1, lambda: "b, d, g, h, k")
     assert message == "study question 1 is not right yet: k is not among the options a, b, c, d, e, f, g, h"
+
+
+def test_the_chat_prompt_grader_names_a_changed_history_and_leaves_nothing_to_peek_at():
+    assert "changed its argument 1 in place" in rejects(nb00.check_chat_prompt, prompt_appends_to_history)
+    assert "is not the Vicuna-v1 layout" in rejects(nb00.check_chat_prompt, prompt_peeking)
+
+
+def test_a_learners_own_assert_is_reported_as_theirs():
+    source = "def count_with_a_bare_assert(image_size, patch_size, keep_cls=False):\n    assert image_size < 100\n"
+    linecache.cache["<cell 20>"] = (len(source), None, source.splitlines(True), "<cell 20>")  # as IPython does
+    namespace = {}
+    exec(compile(source, "<cell 20>", "exec"), namespace)  # a notebook cell: no pytest assert rewriting
+    count_with_a_bare_assert = namespace["count_with_a_bare_assert"]
+
+    with pytest.raises(AssertionError, match="^exercise 0.1: an assert in your code failed: `assert image_size < 100`"):
+        nb00.check_image_tokens(count_with_a_bare_assert)
 
 
 def test_graders_agree_with_the_real_llava_numbers(capsys):

@@ -14,7 +14,7 @@ import torch
 
 from llava_mini import data
 from llava_mini.conversation import render_chat
-from llava_mini.grading import expect, expect_equal, expect_type, grader, rng
+from llava_mini.grading import call, expect, expect_equal, expect_type, grader, rng
 from llava_mini.keys import require_answer
 from llava_mini.tokenizer import IMAGE, SYSTEM_PROMPT
 
@@ -33,9 +33,9 @@ def check_image_tokens(count_image_tokens) -> None:
         cases.append((patch * int(torch.randint(1, 30, (), generator=g)), patch))
     for image_size, patch_size in cases:
         for keep_cls in (False, True):
-            call = f"count_image_tokens({image_size}, {patch_size}, keep_cls={keep_cls})"
-            got = count_image_tokens(image_size, patch_size, keep_cls=keep_cls)
-            expect_type(got, int, call)
+            what = f"count_image_tokens({image_size}, {patch_size}, keep_cls={keep_cls})"
+            got = call(count_image_tokens, image_size, patch_size, keep_cls=keep_cls, what=what)
+            expect_type(got, int, what)
             want = _tokens(image_size, patch_size, keep_cls)
             side = image_size // patch_size
             if got in (side, side + int(keep_cls)) and side > 1:
@@ -46,7 +46,7 @@ def check_image_tokens(count_image_tokens) -> None:
                 hint = "with keep_cls=True the CLS token comes on top of the patch tokens"
             else:
                 hint = "count the patches along one side first, then the whole grid"
-            expect_equal(got, want, call, hint=hint)
+            expect_equal(got, want, what, hint=hint)
     for image_size, patch_size in [(230, 14), (50, 16)]:
         try:
             count_image_tokens(image_size, patch_size)
@@ -64,9 +64,9 @@ def check_projector_params(projector_params) -> None:
     cases += [tuple(int(v) for v in torch.randint(2, 300, (2,), generator=g)) for _ in range(3)]
     for d_vision, d_lm in cases:
         for bias in (True, False):
-            call = f"projector_params({d_vision}, {d_lm}, bias={bias})"
-            got = projector_params(d_vision, d_lm, bias=bias)
-            expect_type(got, int, call)
+            what = f"projector_params({d_vision}, {d_lm}, bias={bias})"
+            got = call(projector_params, d_vision, d_lm, bias=bias, what=what)
+            expect_type(got, int, what)
             if d_vision * d_lm < 10**6:
                 want = sum(p.numel() for p in torch.nn.Linear(d_vision, d_lm, bias=bias).parameters())
             else:
@@ -77,8 +77,9 @@ def check_projector_params(projector_params) -> None:
                 hint = "you forgot the bias b (H_v = W·Z_v + b)"
             else:
                 hint = "W maps every d_vision-vector to a d_lm-vector; the bias has one entry per output"
-            expect_equal(got, want, call, hint=hint)
-    expect_equal(projector_params(1024, 4096), 4_198_400, "projector_params(1024, 4096)",
+            expect_equal(got, want, what, hint=hint)
+    what = "projector_params(1024, 4096)"
+    expect_equal(call(projector_params, 1024, 4096, what=what), 4_198_400, what,
                  hint="bias=True is the default, as in LLaVA's nn.Linear")
 
 
@@ -108,17 +109,17 @@ def check_chat_prompt(chat_prompt) -> None:
     for pairs, system in zip(_conversations(seed, 3), systems):
         for k in range(len(pairs)):
             history, question = pairs[:k], pairs[k][0]
-            turns = []
+            what = f"chat_prompt(<{len(history)} earlier turns>, {question!r}, system=...)"
+            got = call(chat_prompt, history, question, system=system, what=what)
+            expect_type(got, str, what)
+            turns = []  # the reference, built only after the learner's call: nothing to find in this frame before
             for i, (q, a) in enumerate([*history, (question, None)]):
                 turns.append({"from": "human", "value": (IMAGE + "\n" + q) if i == 0 else q})
                 if a is not None:
                     turns.append({"from": "gpt", "value": a})
             want = render_chat(turns, system=system)
-            call = f"chat_prompt(<{len(history)} earlier turns>, {question!r}, system=...)"
-            got = chat_prompt(history, question, system=system)
-            expect_type(got, str, call)
             if got != want:
-                raise AssertionError(f"{call} is not the Vicuna-v1 layout; {_first_difference(got, want)}")
+                raise AssertionError(f"{what} is not the Vicuna-v1 layout; {_first_difference(got, want)}")
 
 
 @grader("study question 1", "answer_study_q1")
