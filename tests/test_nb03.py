@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from grader_contract import grader_contract
 
 from llava_mini.grading import nb03, rejects
+from llava_mini.lm import LMConfig, RotaryEmbedding
 
 # --- exercise 3.1: the causal mask -----------------------------------------------------------------
 
@@ -197,6 +198,49 @@ def segments_ignore_empty_system(turns, system):
     return out[1:] if not system else out
 
 
+def rope_in_place(x, position_ids, theta=10000.0):  # right values, but the caller's x is overwritten
+    out = apply_rope(x, position_ids, theta)
+    x.copy_(out)
+    return x
+
+
+def rope_float64(x, position_ids, theta=10000.0):  # angles in float64 (NumPy-style): the output's dtype changes
+    return apply_rope(x.double(), position_ids, theta)
+
+
+def rope_calls_reference(x, position_ids, theta=10000.0):
+    cfg = LMConfig(vocab_size=8, dim=x.shape[-1], heads=1, rope_theta=theta, max_seq_len=int(position_ids.max()) + 1)
+    return RotaryEmbedding(cfg)(x, position_ids)
+
+
+def block_ignores_position_ids(x, block, rope, position_ids):  # positions 0..T-1 whatever the caller gave
+    return decoder_block(x, block, rope, torch.arange(x.shape[1]).expand(x.shape[0], -1))
+
+
+def block_calls_reference(x, block, rope, position_ids):
+    return block(x, rope, position_ids, None, None)[0]
+
+
+def block_uses_the_norm_modules(x, block, rope, position_ids):  # the exercise asks for RMSNorm written by hand
+    h = x + block.self_attn(block.input_layernorm(x), rope, position_ids, None, None)[0]
+    return h + _swiglu(block.post_attention_layernorm(h), block.mlp)
+
+
+def block_without_grad(x, block, rope, position_ids):  # right values, but nothing could train through it
+    with torch.no_grad():
+        return decoder_block(x, block, rope, position_ids)
+
+
+def block_detached_mlp(x, block, rope, position_ids):  # the MLP's output cut from the graph
+    h = x + block.self_attn(_rms(x, block.input_layernorm), rope, position_ids, None, None)[0]
+    return h + _swiglu(_rms(h, block.post_attention_layernorm), block.mlp).detach()
+
+
+def segments_strip_image_in_place(turns, system):  # strips "<image>\n" from the caller's first question
+    turns[0]["value"] = turns[0]["value"].replace("<image>\n", "")
+    return chat_segments(turns, system)
+
+
 RIGHT = {
     "exercise 3.1": causal_mask,
     "exercise 3.2": apply_rope,
@@ -207,12 +251,13 @@ WRONG = {
     "exercise 3.1": [mask_excludes_diagonal, mask_sees_next_token, mask_ignores_past, mask_upper_triangle,
                      mask_additive_float],
     "exercise 3.2": [rope_adjacent_pairs, rope_sign_flipped, rope_sequence_index, rope_frequency_per_dimension,
-                     rope_default_theta],
+                     rope_default_theta, rope_in_place, rope_float64, rope_calls_reference],
     "exercise 3.3": [block_layer_norm, block_gelu, block_gate_up_swapped, block_post_norm, block_no_norm_weight,
-                     block_no_residual, block_swiglu_without_up],
+                     block_no_residual, block_swiglu_without_up, block_ignores_position_ids, block_calls_reference,
+                     block_uses_the_norm_modules, block_without_grad, block_detached_mlp],
     "exercise 3.4": [segments_space_after_stop, segments_vicuna_v0, segments_newline_separator,
                      segments_tag_supervised, segments_stop_unsupervised, segments_space_in_tag,
-                     segments_ignore_empty_system],
+                     segments_ignore_empty_system, segments_strip_image_in_place],
 }
 (test_every_grader_has_right_and_wrong_implementations, test_right_answer_prints_one_fixed_line,
  test_wrong_implementation_is_rejected, test_stub_is_not_done_yet) = grader_contract("llava_mini.grading.nb03",
@@ -243,6 +288,19 @@ def test_hints_name_the_mistake():
     assert "the loss is on each answer" in rejects(nb03.check_chat_segments, segments_stop_unsupervised)
     assert "the space before an answer belongs to the answer" in rejects(nb03.check_chat_segments,
                                                                          segments_space_in_tag)
+
+
+def test_hints_name_the_new_classes_of_mistake():
+    assert "changed its argument 1 in place" in rejects(nb03.check_apply_rope, rope_in_place)
+    assert "should have dtype torch.float32, got torch.float64" in rejects(nb03.check_apply_rope, rope_float64)
+    assert "calls RotaryEmbedding.forward, which is the reference" in rejects(nb03.check_apply_rope,
+                                                                               rope_calls_reference)
+    assert "pass the position_ids you are given" in rejects(nb03.check_decoder_block, block_ignores_position_ids)
+    assert "calls Block.forward" in rejects(nb03.check_decoder_block, block_calls_reference)
+    assert "calls RMSNorm.forward" in rejects(nb03.check_decoder_block, block_uses_the_norm_modules)
+    assert "carries no gradient" in rejects(nb03.check_decoder_block, block_without_grad)
+    assert "the gradient of decoder_block" in rejects(nb03.check_decoder_block, block_detached_mlp)
+    assert "changed its argument 1 in place" in rejects(nb03.check_chat_segments, segments_strip_image_in_place)
 
 
 def test_the_segments_join_to_the_tokenizer_chat_template():

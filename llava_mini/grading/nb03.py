@@ -18,8 +18,9 @@ from einops import rearrange
 
 from llava_mini import data
 from llava_mini.conversation import _segments, render_chat
-from llava_mini.grading import expect, expect_close, expect_equal, expect_shape, expect_type, grader, rng
-from llava_mini.lm import Block, LMConfig, RotaryEmbedding
+from llava_mini.grading import (call, expect, expect_close, expect_dtype, expect_equal, expect_same_gradient,
+                                 expect_shape, expect_type, forbidden, grader, rng)
+from llava_mini.lm import Block, LMConfig, RMSNorm, RotaryEmbedding, SwiGLU
 from llava_mini.tokenizer import SYSTEM_PROMPT
 
 
@@ -56,21 +57,21 @@ def _mask_mistakes(t: int, past: int) -> dict[str, torch.Tensor]:
 def check_causal_mask(causal_mask) -> None:
     """Exact comparison for several (t, past), then the mask used in SDPA against `is_causal=True`."""
     for t, past in [(1, 0), (4, 0), (7, 0), (3, 5), (1, 9), (6, 2)]:
-        call = f"causal_mask({t}, past={past})"
-        got = causal_mask(t, past=past)
-        expect_type(got, torch.Tensor, call)
-        expect(got.dtype == torch.bool, f"{call} should be a bool tensor (True = may attend, "
+        what = f"causal_mask({t}, past={past})"
+        got = call(causal_mask, t, past=past, what=what)
+        expect_type(got, torch.Tensor, what)
+        expect(got.dtype == torch.bool, f"{what} should be a bool tensor (True = may attend, "
                                         f"PyTorch's SDPA convention), got dtype {got.dtype}")
-        expect_shape(got, (t, past + t), call)
+        expect_shape(got, (t, past + t), what)
         want = _reference_mask(t, past)
         if not torch.equal(got, want):
             hint = _first_known(got.float(), {h: m.float() for h, m in _mask_mistakes(t, past).items()}) or \
                 "query i (position past + i) sees keys 0 .. past + i"
             bad = tuple(int(i) for i in torch.nonzero(got != want)[0])
-            raise AssertionError(f"{call} is wrong at (query, key) = {bad}; {hint}")
+            raise AssertionError(f"{what} is wrong at (query, key) = {bad}; {hint}")
     g = rng(31)
     q, k, v = (torch.randn(2, 3, 6, 4, generator=g) for _ in range(3))
-    expect_close(F.scaled_dot_product_attention(q, k, v, attn_mask=causal_mask(6)),
+    expect_close(F.scaled_dot_product_attention(q, k, v, attn_mask=call(causal_mask, 6, what="causal_mask(6)")),
                  F.scaled_dot_product_attention(q, k, v, is_causal=True),
                  "SDPA with attn_mask=causal_mask(6)", "it should equal is_causal=True")
 
@@ -115,15 +116,15 @@ def check_apply_rope(apply_rope) -> None:
     for b, heads, t, d, theta in [(2, 3, 5, 8, 10000.0), (1, 2, 7, 16, 500.0)]:
         x = torch.randn(b, heads, t, d, generator=g)
         position_ids = torch.stack([torch.arange(t) + 3 * i for i in range(b)])  # (B, T) row i starts at 3i
-        before = x.clone()
-        call = f"apply_rope(<({b}, {heads}, {t}, {d})>, position_ids, theta={theta:g})"
-        got = apply_rope(x, position_ids, theta)
-        expect_shape(got, (b, heads, t, d), call)
-        expect(torch.equal(x, before), f"{call} changed its input; return a new tensor")
+        what = f"apply_rope(<({b}, {heads}, {t}, {d})>, position_ids, theta={theta:g})"
+        with forbidden((RotaryEmbedding, "forward"), reason="is the reference this exercise asks you to write"):
+            got = call(apply_rope, x, position_ids, theta, what=what)
+        expect_shape(got, (b, heads, t, d), what)
+        expect_dtype(got, x.dtype, what)
         want = _reference_rope(x, position_ids, theta)
         hint = _first_known(got, _rope_mistakes(x, position_ids, theta)) or \
             "x·cos + rotate_half(x)·sin with angle position·theta^(-2i/d), each angle used for dims i and i + d/2"
-        expect_close(got, want, call, hint, atol=1e-5)
+        expect_close(got, want, what, hint, atol=1e-5)
 
 
 # --- exercise 3.3 ----------------------------------------------------------------------------------
@@ -161,7 +162,12 @@ def _block_mistakes(x, block, rope, pos) -> dict[str, torch.Tensor]:
         return h + ffn(norm(h, norm2 or n2))
 
     h_post = rms(x + attn(x), n1)
+    b, t, _ = x.shape
+    counted = torch.arange(t).expand(b, t)
+    h_counted = x + block.self_attn(rms(x, n1), rope, counted, None, None)[0]
     return {
+        "pass the position_ids you are given to the attention (they have gaps here, as after padding), not 0..T-1":
+            h_counted + swiglu(rms(h_counted, n2)),
         "RMSNorm does not subtract the mean (that is LayerNorm): x / sqrt(mean(x²) + eps) · weight": pre(layer),
         "RMSNorm ends with its learned scale: multiply by norm.weight": pre(lambda h, n: rms(h, n, False)),
         "SwiGLU's gate uses SiLU (x·sigmoid(x)), not GELU": pre(rms, lambda h: swiglu(h, F.gelu)),
@@ -181,16 +187,24 @@ def check_decoder_block(decoder_block) -> None:
     g = rng(33)
     for b, t, dim, heads in [(2, 5, 16, 4), (1, 9, 24, 2)]:
         block, rope = _random_block(g, dim, heads)
-        x = torch.randn(b, t, dim, generator=g) + 1.0  # a non-zero mean: RMSNorm and LayerNorm then differ
-        pos = torch.arange(t).expand(b, t) + 2
-        call = f"decoder_block(x, block, rope, position_ids) on a ({b}, {t}, {dim}) input"
+        x = (torch.randn(b, t, dim, generator=g) + 1.0).requires_grad_()  # a non-zero mean: RMSNorm != LayerNorm
+        # positions with gaps, different per row (as after left padding and packing): a block that ignores
+        # position_ids, or passes arange(T) to the attention, gives other outputs (RoPE sees relative positions,
+        # so a uniform shift would not tell them apart)
+        pos = torch.cumsum(torch.randint(1, 4, (b, t), generator=g), dim=1)
+        what = f"decoder_block(x, block, rope, position_ids) on a ({b}, {t}, {dim}) input"
+        reference = ("is the reference this exercise asks you to write: use the norms' .weight and .eps and "
+                     "mlp's projections")
+        with forbidden((Block, "forward"), (RMSNorm, "forward"), (SwiGLU, "forward"), reason=reference):
+            got = call(decoder_block, x, block, rope, pos, what=what)
+        expect_shape(got, (b, t, dim), what)
+        expect_dtype(got, x.dtype, what)
+        want = block(x, rope, pos, None, None)[0]
         with torch.no_grad():
-            got = decoder_block(x, block, rope, pos)
-            expect_shape(got, (b, t, dim), call)
-            want = block(x, rope, pos, None, None)[0]
             hint = _first_known(got, _block_mistakes(x, block, rope, pos)) or \
                 "h = x + attn(rmsnorm1(x)); out = h + down(silu(gate(rmsnorm2(h))) * up(rmsnorm2(h)))"
-        expect_close(got, want, call, hint, atol=1e-4)
+        expect_close(got, want, what, hint, atol=1e-4)
+        expect_same_gradient(got, want, {"x": x, **dict(block.named_parameters())}, what, atol=1e-4)
 
 
 # --- exercise 3.4 ----------------------------------------------------------------------------------
@@ -212,9 +226,9 @@ def check_chat_segments(chat_segments) -> None:
     chats.append([{"from": "human", "value": "How many shapes are there?"}, {"from": "gpt", "value": "two"}])
     systems = [SYSTEM_PROMPT, "You are a careful assistant who looks at shapes.", SYSTEM_PROMPT, ""]
     for turns, system in zip(chats, systems):
-        call = f"chat_segments(<a chat of {len(turns) // 2} rounds>, system={system[:12] + '...' if system else ''!r})"
-        got = chat_segments([dict(t) for t in turns], system)
-        expect_type(got, list, call)
+        what = f"chat_segments(<a chat of {len(turns) // 2} rounds>, system={system[:12] + '...' if system else ''!r})"
+        got = call(chat_segments, turns, system, what=what)
+        expect_type(got, list, what)
         got = [tuple(s) if isinstance(s, list) else s for s in got]  # [text, flag] pairs are fine too
         want = list(_segments(turns, system))
         text = "".join(s[0] for s in got if isinstance(s, tuple) and len(s) == 2 and isinstance(s[0], str))
@@ -223,7 +237,7 @@ def check_chat_segments(chat_segments) -> None:
             at = next((i for i, (a, b) in enumerate(zip(text, full)) if a != b), min(len(text), len(full)))
             lo = max(0, at - 20)
             raise AssertionError(
-                f"{call}: the joined text is not the Vicuna-v1 layout; first difference at character {at}: "
+                f"{what}: the joined text is not the Vicuna-v1 layout; first difference at character {at}: "
                 f"expected ...{full[lo:at + 15]!r}..., got ...{text[lo:at + 15]!r}...; the separator after an "
                 "answer is '</s>' with no space before the next 'USER: ' (LLaVA's sep2)")
         for i, (g_seg, w_seg) in enumerate(zip(got, want)):
@@ -235,6 +249,6 @@ def check_chat_segments(chat_segments) -> None:
                     hint = ("split as system | ' USER: ' + question | ' ASSISTANT:' | ' ' + answer | '</s>' "
                             "(later turns 'USER: '): the space before an answer belongs to the answer, as the "
                             "tokenizer attaches a space to the word after it")
-                raise AssertionError(f"{call}: segment {i} should be {_describe(w_seg)}, got {_describe(g_seg)}; "
+                raise AssertionError(f"{what}: segment {i} should be {_describe(w_seg)}, got {_describe(g_seg)}; "
                                      f"{hint}")
-        expect_equal(len(got), len(want), f"the number of segments of {call}")
+        expect_equal(len(got), len(want), f"the number of segments of {what}")

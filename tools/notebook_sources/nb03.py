@@ -202,7 +202,8 @@ features $i$ and $i + d/2$ share an angle. Both layouts are RoPE; on the same we
 
 Write `apply_rope(x, position_ids, theta=10000.0)`: `x` is $(B, \text{heads}, T, d)$, `position_ids` is $(B, T)$ —
 use them, not $0 \dots T-1$: a left-padded prompt starts later — and `theta` is the base. Return the rotated tensor,
-same shape; do not modify `x`. The grader compares with the package's `lm.RotaryEmbedding`. *(About 6 lines.)*
+same shape and dtype; do not modify `x`. The grader compares with the package's `lm.RotaryEmbedding` (and refuses
+an answer that calls it). *(About 6 lines.)*
 """)
 
 code(r"""
@@ -268,7 +269,8 @@ $$h = x + \mathrm{Attn}(\mathrm{RMSNorm}_1(x)), \qquad \mathrm{out} = h + \mathr
 
 Write `decoder_block(x, block, rope, position_ids)` for $x$ of shape $(B, T, D)$ and `block` an `lm.Block`. Write
 RMSNorm and SwiGLU yourself, from `block.input_layernorm` / `block.post_attention_layernorm` (each has `.weight` and
-`.eps`) and `block.mlp.gate_proj` / `up_proj` / `down_proj`. For the attention sub-layer call
+`.eps`) and `block.mlp.gate_proj` / `up_proj` / `down_proj` (the grader refuses calls to the norm modules, the MLP
+module or the block itself). For the attention sub-layer call
 `block.self_attn(h, rope, position_ids, None, None)[0]` (it projects, applies RoPE, attends causally, projects back;
 the two `None` are the padding mask and the KV cache, and `[1]` would be the new cache). The grader gives the norms
 random scales and the input a non-zero mean. *(About 6 lines.)*
