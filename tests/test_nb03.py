@@ -35,6 +35,10 @@ def mask_upper_triangle(t, past=0):
     return torch.ones(t, past + t).triu(diagonal=past).bool()
 
 
+def mask_inverted(t, past=0):  # True where attention is forbidden
+    return ~causal_mask(t, past)
+
+
 def mask_additive_float(t, past=0):  # the -inf convention, not SDPA's bool one
     return torch.zeros(t, past + t).masked_fill(~causal_mask(t, past), float("-inf"))
 
@@ -249,7 +253,7 @@ RIGHT = {
 }
 WRONG = {
     "exercise 3.1": [mask_excludes_diagonal, mask_sees_next_token, mask_ignores_past, mask_upper_triangle,
-                     mask_additive_float],
+                     mask_additive_float, mask_inverted],
     "exercise 3.2": [rope_adjacent_pairs, rope_sign_flipped, rope_sequence_index, rope_frequency_per_dimension,
                      rope_default_theta, rope_in_place, rope_float64, rope_calls_reference],
     "exercise 3.3": [block_layer_norm, block_gelu, block_gate_up_swapped, block_post_norm, block_no_norm_weight,
@@ -291,6 +295,7 @@ def test_hints_name_the_mistake():
 
 
 def test_hints_name_the_new_classes_of_mistake():
+    assert "the mask inverted" in rejects(nb03.check_causal_mask, mask_inverted)
     assert "changed its argument 1 in place" in rejects(nb03.check_apply_rope, rope_in_place)
     assert "should have dtype torch.float32, got torch.float64" in rejects(nb03.check_apply_rope, rope_float64)
     assert "calls RotaryEmbedding.forward, which is the reference" in rejects(nb03.check_apply_rope,

@@ -47,6 +47,8 @@ def _mask_mistakes(t: int, past: int) -> dict[str, torch.Tensor]:
         "off by one on the diagonal: a token must see itself (key position <= query position)": k < q,
         "off by one on the diagonal: a token may not see the next token (key position <= query position)":
             k <= q + 1,
+        "that is the mask inverted (True where attention is forbidden, the additive-mask habit): in PyTorch's "
+        "SDPA a bool mask is True where a query MAY attend": k > q,
         "that is the upper triangle: a query sees the past, not the future": k >= q,
         "the new tokens come after the `past` cached ones: query i sits at position past + i and sees "
         "every cached key": torch.ones(t, past + t).tril().bool(),
