@@ -58,7 +58,7 @@ def _mask_mistakes(t: int, past: int) -> dict[str, torch.Tensor]:
 @grader("exercise 3.1", "causal_mask")
 def check_causal_mask(causal_mask) -> None:
     """Exact comparison for several (t, past), then the mask used in SDPA against `is_causal=True`."""
-    for t, past in [(1, 0), (4, 0), (7, 0), (3, 5), (1, 9), (6, 2)]:
+    for t, past in [(4, 0), (7, 0), (3, 5), (1, 9), (6, 2), (1, 0)]:  # t > 1 first: at t = 1 mistakes look alike
         what = f"causal_mask({t}, past={past})"
         got = call(causal_mask, t, past=past, what=what)
         expect_type(got, torch.Tensor, what)
