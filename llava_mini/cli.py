@@ -154,7 +154,7 @@ def _add_train(sub):
     p.add_argument("--lm", default="vicuna-mini", help="stage 1: LLM (zoo name or folder)")
     p.add_argument("--projector", default="linear", help="stage 1: linear | mlp2x_gelu | resampler | cls | mean")
     p.add_argument("--init", default="llava-mini-stage1", help="stage 2: the stage-1 checkpoint to start from")
-    p.add_argument("--types", default="conversation,detail,complex_reasoning", help="stage 2 instruction types")
+    p.add_argument("--types", help="stage 2 instruction types, comma-separated (default: all three)")
     _add_train_args(p, "STAGE1_TRAIN / stage2_train(types)")
 
     def run(args):
@@ -167,7 +167,7 @@ def _add_train(sub):
         else:
             model = zoo.load(args.init, kind="llava")
             components = {"vision": zoo.read_config(args.init)["components"]["vision"]}
-        types = tuple(args.types.split(","))
+        types = tuple(args.types.split(",")) if args.types else recipe.FULL_MIX
         cfg = _train_config(args, recipe.STAGE1_TRAIN if args.stage == 1 else recipe.stage2_train(types))
         scenes = recipe.stage2_scenes(types) if args.stage == 2 else recipe.STAGE1_SCENES
         metrics = jobs.train_stage(model, args.stage, cfg, scenes, types, teacher=recipe.TEACHER, log=_stderr)

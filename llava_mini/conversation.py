@@ -31,9 +31,9 @@ from typing import Iterator, Mapping, Sequence
 
 import torch
 
+from llava_mini.lm import IGNORE_INDEX
 from llava_mini.tokenizer import BOS, EOS, IMAGE, PAD, SYSTEM_PROMPT, UNK, encode
 
-IGNORE_INDEX = -100  # PyTorch cross-entropy's ignore value, LLaVA's IGNORE_INDEX
 ROLES = ("human", "gpt")  # LLaVA's JSON speakers, rendered as USER / ASSISTANT
 
 __all__ = [

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
-IGNORE_INDEX = -100
+IGNORE_INDEX = -100  # labels that take no loss: PyTorch cross-entropy's ignore value, LLaVA's IGNORE_INDEX
 KVCache = list[tuple[torch.Tensor, torch.Tensor]]
 
 

@@ -59,7 +59,7 @@ STAGE1_TRAIN = TrainConfig(steps=3000, batch_size=64, lr=3e-3)
 STAGE2_EPOCHS = 12
 STAGE2_SCENES = {"conversation": 24000, "detail": 4000, "complex_reasoning": 4000}
 STAGE2_TRAIN = TrainConfig(steps=0, batch_size=64, lr=1e-3)  # steps: `stage2_train(types)`
-FULL_MIX = ("conversation", "detail", "complex_reasoning")
+FULL_MIX = corpora.STAGE2_TYPES  # conversation, detail, complex reasoning
 REBUILD_CHECK = TrainConfig(steps=20, batch_size=16, lr=STAGE1_TRAIN.lr)  # the test suite's bit-for-bit rebuild
 EVAL = {"split": "test", "n": 300, "seed": 0}  # the manifest's `accuracy`
 QUICK_EVAL = {"split": "test", "n": 30, "seed": 0}  # `accuracy_quick`, re-checked by the test suite

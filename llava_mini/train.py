@@ -20,7 +20,7 @@ from typing import Callable, Iterator
 import torch
 from torch import nn
 
-IGNORE_INDEX = -100
+from llava_mini.lm import IGNORE_INDEX
 
 
 @dataclass
