@@ -274,7 +274,8 @@ md(r"""
 
 Write `attention(q, k, v, heads)`. The queries, keys and values are already projected: each is $(B, N, D)$. Split $D$
 into `heads` heads as `(h d)`, compute $\mathrm{softmax}(QK^\top/\sqrt{d})\,V$ for each head, and merge the heads back
-to $(B, N, D)$. No mask. Do not call `F.scaled_dot_product_attention`: the grader compares your result with it.
+to $(B, N, D)$. No mask. Do not call `F.scaled_dot_product_attention` (nor the package's `vision.Attention`): the
+grader compares your result with it, and refuses an answer that calls either.
 *(About 4 lines.)*
 """)
 
@@ -309,8 +310,8 @@ keeps an un-normalised residual path from the input to the output, which trains 
 
 Write `vit_block(x, block)` for $x$ of shape $(B, N+1, D)$, using the modules of `block` (a `vision.Block`):
 `block.layer_norm1`, `block.self_attn` (the whole attention sub-layer: projections, attention, output projection),
-`block.layer_norm2` and `block.mlp`. The grader gives the two LayerNorms different random weights, so each must be
-used in its place. *(About 2 lines.)*
+`block.layer_norm2` and `block.mlp` — but not `block` itself (the grader refuses a call to `Block.forward`). The
+grader gives the two LayerNorms different random weights, so each must be used in its place. *(About 2 lines.)*
 """)
 
 code(r"""
