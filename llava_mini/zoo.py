@@ -88,7 +88,9 @@ def load(name: str, root: Path = ZOO_DIR, kind: str | None = None) -> torch.nn.M
     folder = _config_path(name, root).parent
     state = load_file(folder / "model.safetensors")
     for prefix, component in config["components"].items():
-        part = load(component, folder.parent)  # a name in the same zoo, or a checkpoint folder
+        # a name in the same zoo (a checkpoint written by `llava-mini train --out DIR` names the package zoo's)
+        beside = (folder.parent / component / "config.json").exists()
+        part = load(component, folder.parent if beside else ZOO_DIR)
         part_state = part.vision.state_dict() if isinstance(part, ClipMini) else part.state_dict()
         state.update({f"{prefix}.{k}": v for k, v in part_state.items()})
     model.load_state_dict(state, strict=True)

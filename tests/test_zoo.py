@@ -187,3 +187,11 @@ def test_stage2_trains_each_instruction_type_for_the_same_epochs():
 def test_stage2_scenes_rejects_an_unknown_type():
     with pytest.raises(ValueError, match="unknown instruction types \\['captions'\\]; expected some of conversation"):
         recipe.stage2_scenes(("conversation", "captions"))
+
+
+def test_a_checkpoint_written_outside_the_zoo_finds_its_components_in_the_zoo(tmp_path):
+    """`llava-mini train --out DIR` saves only what trained and names the zoo's clip-mini as its vision tower."""
+    model = zoo.load("llava-mini")
+    zoo.save("mine", model, recipe.llava_meta(model), tmp_path, components={"vision": "clip-mini"})
+    again = zoo.load(str(tmp_path / "mine"))
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), again.state_dict().values()))
