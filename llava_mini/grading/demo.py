@@ -1,15 +1,15 @@
 """Graders of the machinery's demo course (`tests/fixtures/course/solutions/00_demo.ipynb`).
 
 Also the template for a notebook's grader module `nbNN.py`: one `@grader` check per exercise, inputs from
-`rng`, the reference answer computed here (or by the package's reference code), hints that say what to
-fix without giving the code away.
+`rng`, the learner's code run through `call`, the reference answer computed after it (here or by the package's
+reference code), hints that say what to fix without giving the code away.
 """
 
 from __future__ import annotations
 
 import torch
 
-from llava_mini.grading import expect, expect_equal, expect_type, grader, rng
+from llava_mini.grading import call, expect, expect_equal, expect_type, grader, rng
 from llava_mini.keys import require_answer
 
 
@@ -35,13 +35,10 @@ def check_mask_labels(mask_labels) -> None:
     g = rng(1)
     input_ids = torch.randint(0, 50, (3, 7), generator=g)  # (B, T)
     answer_mask = torch.rand(3, 7, generator=g) > 0.5  # (B, T)
-    before = input_ids.clone()
-    want = torch.where(answer_mask, before, torch.full_like(before, -100))
-    got = mask_labels(input_ids, answer_mask)
-    expect_equal(got, want, "mask_labels(input_ids, answer_mask)",
-                 hint="answer tokens keep their id, every other position gets -100 (the ignore index)")
-    expect_equal(input_ids, before, "input_ids after the call",
-                 hint="build the labels in a copy (.clone()) and leave input_ids unchanged")
+    what = "mask_labels(input_ids, answer_mask)"
+    got = call(mask_labels, input_ids, answer_mask, what=what)  # names an in-place change of input_ids
+    want = torch.where(answer_mask, input_ids, torch.full_like(input_ids, -100))  # after the call: nothing to peek
+    expect_equal(got, want, what, hint="answer tokens keep their id, every other position gets -100 (the ignore index)")
 
 
 @grader("study question 1", "answer_study_q1")
