@@ -135,3 +135,22 @@ def projector_param_count(kind: str, in_dim: int, out_dim: int, **kw) -> int:
         attention = 4 * (out_dim * out_dim + out_dim)  # q, k, v, o
         return queries + linear + layer_norms + attention
     return linear
+
+
+def least_squares_linear(z: torch.Tensor, targets: torch.Tensor) -> LinearProjector:
+    """The closed-form linear W (notebook 04's "least-squares view"): the LinearProjector whose W·z + b is nearest,
+    in summed squared error, to `targets` over the rows of z (n, in_dim) and targets (n, out_dim). Solved by
+    `torch.linalg.lstsq` on [z, 1] in float64; the module is float32, as every projector."""
+    if z.ndim != 2 or targets.ndim != 2 or z.shape[0] != targets.shape[0]:
+        raise ValueError(f"expected z (n, in_dim) and targets (n, out_dim) with the same n, got {tuple(z.shape)} "
+                         f"and {tuple(targets.shape)}")
+    if z.shape[0] <= z.shape[1]:
+        raise ValueError(f"need more rows than in_dim + 1 unknowns per output, got {z.shape[0]} rows for "
+                         f"in_dim {z.shape[1]}")
+    design = torch.cat([z.detach().double(), torch.ones(z.shape[0], 1, dtype=torch.float64)], dim=1)  # (n, in+1)
+    solution = torch.linalg.lstsq(design, targets.detach().double()).solution  # (in+1, out)
+    projector = LinearProjector(z.shape[1], targets.shape[1])
+    with torch.no_grad():
+        projector.weight.copy_(solution[:-1].T)  # (out, in): nn.Linear's layout
+        projector.bias.copy_(solution[-1])
+    return projector

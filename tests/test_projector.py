@@ -69,3 +69,18 @@ def test_invalid_kind_and_options():
         build_projector("linear", 8, 8, num_queries=4)
     with pytest.raises(ValueError, match="divisible"):
         build_projector("resampler", 8, 10, heads=4)
+
+
+def test_least_squares_linear_recovers_an_exact_affine_map_and_rejects_bad_shapes():
+    from llava_mini.projector import least_squares_linear
+
+    g = torch.Generator().manual_seed(0)
+    z = torch.randn(50, 6, generator=g) + 2.0  # (n, in_dim), a non-zero mean: the bias is not the targets' mean
+    weight, bias = torch.randn(4, 6, generator=g), torch.randn(4, generator=g)
+    proj = least_squares_linear(z, z @ weight.T + bias)
+    assert isinstance(proj, torch.nn.Linear) and proj.num_tokens(9) == 9
+    assert torch.allclose(proj.weight, weight, atol=1e-5) and torch.allclose(proj.bias, bias, atol=1e-5)
+    with pytest.raises(ValueError, match="same n"):
+        least_squares_linear(z, torch.randn(49, 4))
+    with pytest.raises(ValueError, match="more rows"):
+        least_squares_linear(z[:5], torch.randn(5, 4))
