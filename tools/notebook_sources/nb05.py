@@ -32,8 +32,8 @@ After this notebook you can
 
 ### Time
 About **60 minutes**: 30 of reading, four exercises of 5–10 minutes each, one study question. Running every cell
-(strict `pytest --nbval`) took 8 to 16 s over five runs on 2 CPU cores shared with other jobs (another notebook's
-execution and a model training, load average about 4). Nothing here trains: the models are
+(strict `pytest --nbval`) took 7 to 29 s over nine runs on 2 CPU cores shared with other jobs (another notebook's
+execution, a model training and a zoo build). Nothing here trains: the models are
 the zoo's, and the only backward passes are single batches.
 
 ### Numbers to expect
