@@ -12,10 +12,10 @@ import time
 
 import torch
 
-from llava_mini import corpora, jobs, recipe, world
+from llava_mini import corpora, jobs, recipe, stages, world
 from llava_mini.lm import LanguageModel, LMConfig
 from llava_mini.tokenizer import load_tokenizer
-from llava_mini.train import TrainConfig, fit, set_stage
+from llava_mini.train import TrainConfig, fit
 from llava_mini.vision import VisionTower
 
 DEVICE = os.environ.get("DEVICE", "cuda")
@@ -30,12 +30,12 @@ def sync():
 def run(name, lm_cfg, examples, tokenizer, steps, batch_size, bf16, compile_):
     torch.manual_seed(0)
     model = jobs.assemble(VisionTower(recipe.VISION), LanguageModel(lm_cfg))
-    set_stage(model, 2)
+    stages.freeze(model, 2)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     batches = corpora.Batches(examples, tokenizer, batch_size, seed=0, image_size=recipe.VISION.image_size)
     cfg = TrainConfig(steps=10, batch_size=batch_size, lr=1e-3, device=DEVICE, bf16=bf16, compile=compile_,
                       log_every=0, progress=False)
-    fit(model, batches, cfg, corpora.llava_loss)  # warm-up, and compilation
+    fit(model, batches, cfg)  # warm-up, and compilation
     sync()
     tokens = 0
 
@@ -47,7 +47,7 @@ def run(name, lm_cfg, examples, tokenizer, steps, batch_size, bf16, compile_):
 
     cfg.steps = steps
     start = time.perf_counter()
-    losses = fit(model, counted(), cfg, corpora.llava_loss)
+    losses = fit(model, counted(), cfg)
     sync()
     seconds = time.perf_counter() - start
     flops = 6 * trainable * tokens / seconds
@@ -59,8 +59,8 @@ def run(name, lm_cfg, examples, tokenizer, steps, batch_size, bf16, compile_):
 
 def main():
     tokenizer = load_tokenizer()
-    examples = corpora.llava_examples(2, world.split_seeds("train", 3000), tokenizer,
-                                      VisionTower(recipe.VISION).num_image_tokens)
+    examples = stages.examples(2, world.split_seeds("train", 3000), tokenizer,
+                               VisionTower(recipe.VISION).num_image_tokens)
     small, scaled = LMConfig(len(tokenizer)), LMConfig(len(tokenizer), dim=768, layers=12, heads=12)
     for name, cfg, steps, batch_size, bf16, compile_ in (
         ("small fp32", small, 100, 32, False, False),

@@ -55,3 +55,20 @@ def fill(embed_tokens: torch.nn.Embedding, input_ids: torch.Tensor, cells: torch
                          f"{found.tolist()}")
     x = embed_tokens(input_ids)  # (B, T, D)
     return x.masked_scatter(placeholders.unsqueeze(-1), embed_cells(embed_tokens, cells).to(x.dtype))
+
+
+class CellReader(torch.nn.Module):
+    """The LLM reading a scene given as cell tokens: its input is `fill`ed token embeddings, its output (and
+    loss, with labels) the LLM's own. It holds no parameters of its own, so training it trains the LLM; it is
+    how vicuna-mini is pre-trained and asked about cell tokens."""
+
+    def __init__(self, lm, image_token_id: int):
+        super().__init__()
+        self.lm, self.image_token_id = lm, image_token_id
+
+    def forward(self, input_ids: torch.Tensor, cells: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                labels: torch.Tensor | None = None, num_items_in_batch=None):
+        """input_ids (B, T) with 9 image placeholders each; cells (B, 9, WORDS_PER_CELL) word ids."""
+        embeds = fill(self.lm.embed_tokens, input_ids, cells, self.image_token_id)  # (B, T, D)
+        return self.lm(inputs_embeds=embeds, attention_mask=attention_mask, labels=labels,
+                       num_items_in_batch=num_items_in_batch)

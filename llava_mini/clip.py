@@ -65,6 +65,13 @@ class TextEncoder(nn.Module):
         return self.norm(x[torch.arange(b, device=x.device), last])  # (B, dim)
 
 
+@dataclass
+class ClipOutput:
+    loss: torch.Tensor  # the symmetric InfoNCE of `contrastive_loss`
+    image_embeds: torch.Tensor  # (B, E) unit length
+    text_embeds: torch.Tensor  # (B, E) unit length
+
+
 class ClipMini(nn.Module):
     """Image tower g + text tower + bias-free projections into a shared space, and CLIP's temperature."""
 
@@ -84,9 +91,10 @@ class ClipMini(nn.Module):
         text = self.text_projection(self.text(input_ids, attention_mask))
         return F.normalize(image, dim=-1), F.normalize(text, dim=-1)
 
-    def forward(self, pixel_values, input_ids, attention_mask) -> torch.Tensor:
+    def forward(self, pixel_values, input_ids, attention_mask) -> ClipOutput:
+        """A batch of true (image, caption) pairs: their unit embeddings and CLIP's loss over the batch."""
         image, text = self.embed(pixel_values, input_ids, attention_mask)
-        return contrastive_loss(image, text, self.logit_scale)
+        return ClipOutput(contrastive_loss(image, text, self.logit_scale), image, text)
 
 
 def contrastive_loss(image: torch.Tensor, text: torch.Tensor, logit_scale: torch.Tensor) -> torch.Tensor:
@@ -186,10 +194,6 @@ def caption_batches(pool: CaptionPool, batch_size: int, seed: int):
         length = int(pool.mask[rows].sum(1).max())
         yield {"pixel_values": world.pixel_values(pool.pixels[chosen]),  # (B, 3, H, W)
                "input_ids": pool.ids[rows, :length], "attention_mask": pool.mask[rows, :length]}  # (B, T)
-
-
-def clip_loss(model: ClipMini, batch: dict, n_items=None) -> torch.Tensor:
-    return model(batch["pixel_values"], batch["input_ids"], batch["attention_mask"])
 
 
 @torch.no_grad()

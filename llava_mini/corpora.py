@@ -1,8 +1,6 @@
-"""What each training job reads: the LM corpora and LLaVA's stage-1 and stage-2 data, as batches.
-
-Stage 1 reads the `plain` records (image, caption) and stage 2 the instruction records (conversation,
-detailed description, complex reasoning), both in LLaVA's JSON format from `data.scene_records`, turned
-into ids and labels by `conversation` (paper §4.2: CC-595K for stage 1, LLaVA-Instruct-158K for stage 2).
+"""What the training jobs read, as batches: the LM corpora here; LLaVA's stage-1 and stage-2 data are
+`llava_mini.stages.examples`, built from the same records (`records`: LLaVA's JSON format from
+`data.scene_records`, turned into ids and labels by `conversation`).
 
 vicuna-mini, the frozen LLM of stage 1, must already know how to read a prefix and answer from it, as
 Vicuna does. Its corpus (`cell_examples`) is built from the same records with the image placeholders kept,
@@ -25,9 +23,7 @@ from llava_mini import cells, world
 from llava_mini.conversation import IGNORE_INDEX, Sample, build_chat, build_plain, collate
 from llava_mini.data import scene_records
 from llava_mini.teacher import Teacher
-from llava_mini.tokenizer import load_tokenizer
 
-STAGE2_TYPES = ("conversation", "detail", "complex_reasoning")
 LM_CORPORA = ("context", "plain")
 LENGTH_GROUP = 16  # batches per length-sorted group (`Batches(group_by_length=True)`)
 
@@ -52,32 +48,13 @@ def _splice(sample: Sample, image_id: int, replacement: list[int]) -> Sample:
     return Sample(ids[:start] + replacement + ids[end:], labels[:start] + [IGNORE_INDEX] * len(replacement) + labels[end:])
 
 
-def _records(seeds, teacher: Teacher | None, kinds: tuple[str, ...]):
+def records(seeds, teacher: Teacher | None, kinds: tuple[str, ...]):
+    """(seed, meta, record) for each record of the given kinds of each scene, in LLaVA's JSON format."""
     for seed in seeds:
-        records, meta = scene_records(seed, teacher)
+        by_kind, meta = scene_records(seed, teacher)
         for kind in kinds:
-            for record in records[kind]:
+            for record in by_kind[kind]:
                 yield seed, meta, record
-
-
-def check_types(types) -> None:
-    """Raise ValueError unless every name in `types` is one of the stage-2 instruction types."""
-    unknown = set(types) - set(STAGE2_TYPES)
-    if unknown:
-        raise ValueError(f"unknown instruction types {sorted(unknown)}; expected some of {', '.join(STAGE2_TYPES)}")
-
-
-def llava_examples(stage: int, seeds, tokenizer, num_image_tokens: int, types=STAGE2_TYPES,
-                   teacher: Teacher | None = None) -> list[Example]:
-    """Stage 1: one `plain` example per scene. Stage 2: one example per scene and instruction type."""
-    if stage == 1:
-        return [Example(build_plain(r, tokenizer, num_image_tokens), seed)
-                for seed, _, r in _records(seeds, teacher, ("plain",))]
-    if stage != 2:
-        raise ValueError(f"stage must be 1 or 2, got {stage!r}")
-    check_types(types)
-    return [Example(build_chat(r["conversations"], tokenizer, num_image_tokens), seed)
-            for seed, _, r in _records(seeds, teacher, tuple(types))]
 
 
 def lm_examples(corpus: str, seeds, tokenizer, teacher: Teacher | None = None) -> list[Example]:
@@ -86,7 +63,7 @@ def lm_examples(corpus: str, seeds, tokenizer, teacher: Teacher | None = None) -
         raise ValueError(f"unknown LM corpus {corpus!r}; expected one of {LM_CORPORA}")
     image_id = tokenizer.image_token_id
     out = []
-    for seed, meta, record in _records(seeds, teacher, ("plain", "conversation")):
+    for seed, meta, record in records(seeds, teacher, ("plain", "conversation")):
         description = tokenizer.encode(meta["captions"][0], add_special_tokens=False) if corpus == "context" else []
         if record["conversations"][0]["value"] == "<image>":  # a plain record: description -> caption
             sample = build_plain(record, tokenizer, 1)
@@ -109,7 +86,7 @@ def cell_examples(seeds, tokenizer, teacher: Teacher | None = None, captions_eve
     for index, seed in enumerate(seeds):
         kinds = ("plain", "conversation") if index % captions_every == 0 else ("conversation",)
         words = cells.cell_words(world.sample_scene(seed), tokenizer)
-        for _, _, record in _records([seed], teacher, kinds):
+        for _, _, record in records([seed], teacher, kinds):
             if record["conversations"][0]["value"] == "<image>":  # a plain record: cells -> caption
                 sample = build_plain(record, tokenizer, world.N_CELLS)
             else:
@@ -161,26 +138,9 @@ class Batches:
         chosen = [self.examples[i] for i in self.batches.pop()]
         batch = collate([e.sample for e in chosen], self.pad_id)
         rows = [self.row[e.seed] for e in chosen if e.seed is not None]
-        batch["pixel_values"] = self.pixels[rows] if rows else None
+        if rows:
+            batch["pixel_values"] = self.pixels[rows]  # (B, 3, H, W)
         bound = [e.cells for e in chosen if e.cells is not None]
-        batch["cells"] = torch.tensor(bound) if bound else None  # (B, 9, cells.WORDS_PER_CELL)
+        if bound:
+            batch["cells"] = torch.tensor(bound)  # (B, 9, cells.WORDS_PER_CELL)
         return batch
-
-
-def llava_loss(model, batch: dict, n_items: int | None) -> torch.Tensor:
-    """The answer-token loss of eq. 3 (labels -100 everywhere but X_a and its end token)."""
-    return model(batch["input_ids"], batch["pixel_values"], batch["attention_mask"], batch["labels"],
-                 num_items_in_batch=n_items).loss
-
-
-def lm_loss(model, batch: dict, n_items: int | None) -> torch.Tensor:
-    """The next-token loss of the supervised tokens; cell tokens fill the image placeholders where given."""
-    from llava_mini.lm import causal_lm_loss
-
-    if batch.get("cells") is None:
-        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-    else:
-        image_token_id = load_tokenizer().image_token_id
-        embeds = cells.fill(model.embed_tokens, batch["input_ids"], batch["cells"], image_token_id)
-        logits = model(inputs_embeds=embeds, attention_mask=batch["attention_mask"]).logits
-    return causal_lm_loss(logits, batch["labels"], n_items)[0]

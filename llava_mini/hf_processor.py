@@ -17,45 +17,17 @@ from __future__ import annotations
 from PIL import Image
 
 from llava_mini.conversation import build_chat, render_chat
-from llava_mini.tokenizer import EOS, IMAGE, SYSTEM_PROMPT, encode
+from llava_mini.tokenizer import EOS, IMAGE, chat_template, encode
 from llava_mini.vision import VisionConfig
 from llava_mini.world import PIXEL_MEAN, PIXEL_STD
 
 SELECT_TO_HF = {"patch": "default", "cls_patch": "full"}  # VisionConfig.select -> vision_feature_select_strategy
 
-# The processor's template: llava-mini's Vicuna-v1 layout (tokenizer.CHAT_TEMPLATE) without `<s>`, which the
-# tokenizer adds when the processor tokenizes the prompt (llava-hf's convention: `processor(text=rendered)` gets
-# one `<s>`). The export's tokenizer shares this template, so `tokenizer.apply_chat_template(tokenize=True)`,
-# which adds no special tokens, lacks the `<s>`: tokenize through the processor. Content is a string or a list
-# of {"type": "image"} and {"type": "text", "text": ...} items joined by "\n": [image, text] renders as
-# "<image>\nQ", as in LLaVA.
-CHAT_TEMPLATE = (
-    "{%- macro render(content) -%}"
-    "{%- if content is string -%}{{- content -}}{%- else -%}"
-    "{%- for item in content -%}"
-    "{{- '\\n' if not loop.first else '' -}}"
-    "{{- '" + IMAGE + "' if item['type'] == 'image' else item['text'] -}}"
-    "{%- endfor -%}{%- endif -%}"
-    "{%- endmacro -%}"
-    "{%- if messages and messages[0]['role'] == 'system' -%}"
-    "{%- set system = render(messages[0]['content']) -%}{%- set loop_messages = messages[1:] -%}"
-    "{%- else -%}"
-    "{%- set system = '" + SYSTEM_PROMPT.replace("'", "\\'") + "' -%}{%- set loop_messages = messages -%}"
-    "{%- endif -%}"
-    "{{- system -}}"
-    "{%- for message in loop_messages -%}"
-    "{%- if (message['role'] == 'user') != (loop.index0 % 2 == 0) -%}"
-    "{{- raise_exception('roles must alternate user/assistant, starting with user') -}}"
-    "{%- endif -%}"
-    "{%- if message['role'] == 'user' -%}"
-    "{{- (' ' if loop.first and system else '') + 'USER: ' + render(message['content']) -}}"
-    "{%- else -%}"
-    "{{- ' ASSISTANT:' -}}"
-    "{%- generation -%}{{- ' ' + render(message['content']) + eos_token -}}{%- endgeneration -%}"
-    "{%- endif -%}"
-    "{%- endfor -%}"
-    "{%- if add_generation_prompt -%}{{- ' ASSISTANT:' -}}{%- endif -%}"
-)
+# The processor's template: the tokenizer's Vicuna-v1 layout without `<s>`, which the tokenizer adds when the
+# processor tokenizes the prompt (llava-hf's convention: `processor(text=rendered)` gets one `<s>`). The export's
+# tokenizer shares this template, so `tokenizer.apply_chat_template(tokenize=True)`, which adds no special tokens,
+# lacks the `<s>`: tokenize through the processor.
+CHAT_TEMPLATE = chat_template(bos=False)
 
 # Chats for the segment-vs-joint tokenization check: every segment boundary of the Vicuna-v1 layout.
 SAMPLE_CHATS = (

@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 from torch import nn
 
-from llava_mini.lm import IGNORE_INDEX, KVCache, LanguageModel, LMConfig, causal_lm_loss
+from llava_mini.lm import IGNORE_INDEX, KVCache, LanguageModel, LMConfig
 from llava_mini.projector import build_projector
 from llava_mini.vision import VisionConfig, VisionTower
 
@@ -124,12 +124,11 @@ class LlavaMini(nn.Module):
         `past_kv`, `attention_mask` covers cache + input_ids (see `LanguageModel.forward`).
         """
         embeds = self.embed(input_ids, pixel_values)  # (B, T, D)
-        out = self.lm(inputs_embeds=embeds, attention_mask=attention_mask, past_kv=past_kv, use_cache=use_cache)
-        if labels is None:
-            return LlavaOutput(out.logits, past_kv=out.past_kv)
-        labels = labels.masked_fill(input_ids == self.config.image_token_id, IGNORE_INDEX)  # (B, T)
-        loss, n_supervised = causal_lm_loss(out.logits, labels, num_items_in_batch)
-        return LlavaOutput(out.logits, loss, n_supervised, out.past_kv)
+        if labels is not None:
+            labels = labels.masked_fill(input_ids == self.config.image_token_id, IGNORE_INDEX)  # (B, T)
+        out = self.lm(inputs_embeds=embeds, attention_mask=attention_mask, past_kv=past_kv, use_cache=use_cache,
+                      labels=labels, num_items_in_batch=num_items_in_batch)
+        return LlavaOutput(out.logits, out.loss, out.n_supervised, out.past_kv)
 
     @torch.no_grad()
     def generate(

@@ -61,6 +61,8 @@ class LMOutput:
     logits: torch.Tensor  # (B, T, vocab)
     hidden_states: tuple[torch.Tensor, ...]  # layers + 1 tensors (B, T, dim): embeddings, then each block
     past_kv: KVCache | None  # the cache extended by this call's keys and values (when use_cache)
+    loss: torch.Tensor | None = None  # with labels: `causal_lm_loss`, as LlamaForCausalLM returns it
+    n_supervised: torch.Tensor | None = None  # with labels: supervised tokens of this batch (after the shift)
 
 
 class RMSNorm(nn.Module):
@@ -194,8 +196,11 @@ class LanguageModel(nn.Module):
         position_ids: torch.Tensor | None = None,
         past_kv: KVCache | None = None,
         use_cache: bool = False,
+        labels: torch.Tensor | None = None,
+        num_items_in_batch: int | torch.Tensor | None = None,
     ) -> LMOutput:
-        """input_ids (B, T) or inputs_embeds (B, T, dim); attention_mask (B, past + T) covers the cache too."""
+        """input_ids (B, T) or inputs_embeds (B, T, dim); attention_mask (B, past + T) covers the cache too.
+        With labels (B, T), -100 where no loss is taken, the output holds the next-token loss (`causal_lm_loss`)."""
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("pass exactly one of input_ids and inputs_embeds")
         x = self.embed_tokens(input_ids) if inputs_embeds is None else inputs_embeds  # (B, T, dim)
@@ -225,7 +230,10 @@ class LanguageModel(nn.Module):
             hidden_states.append(x)
             new_kv.append(kv)
         logits = self.lm_head(self.norm(x))  # (B, T, vocab)
-        return LMOutput(logits, tuple(hidden_states), new_kv if use_cache else None)
+        out = LMOutput(logits, tuple(hidden_states), new_kv if use_cache else None)
+        if labels is not None:
+            out.loss, out.n_supervised = causal_lm_loss(logits, labels, num_items_in_batch)
+        return out
 
     @torch.no_grad()
     def generate(

@@ -42,28 +42,45 @@ SPACE = "▁"  # U+2581, SentencePiece's marker for "a space precedes this token
 MODEL_MAX_LENGTH = 512
 
 # Vicuna-v1 (sep style TWO): "SYSTEM USER: Q1 ASSISTANT: A1</s>USER: Q2 ASSISTANT: A2</s>".
-# `{% generation %}` marks the supervised spans (answer + </s>) for `return_assistant_tokens_mask`.
-CHAT_TEMPLATE = (
-    "{{- bos_token -}}"
-    "{%- if messages and messages[0]['role'] == 'system' -%}"
-    "{%- set system = messages[0]['content'] -%}{%- set loop_messages = messages[1:] -%}"
-    "{%- else -%}"
-    "{%- set system = '" + SYSTEM_PROMPT.replace("'", "\\'") + "' -%}{%- set loop_messages = messages -%}"
-    "{%- endif -%}"
-    "{{- system -}}"
-    "{%- for message in loop_messages -%}"
-    "{%- if (message['role'] == 'user') != (loop.index0 % 2 == 0) -%}"
-    "{{- raise_exception('roles must alternate user/assistant, starting with user') -}}"
-    "{%- endif -%}"
-    "{%- if message['role'] == 'user' -%}"
-    "{{- (' ' if loop.first and system else '') + 'USER: ' + message['content'] -}}"
-    "{%- else -%}"
-    "{{- ' ASSISTANT:' -}}"
-    "{%- generation -%}{{- ' ' + message['content'] + eos_token -}}{%- endgeneration -%}"
-    "{%- endif -%}"
-    "{%- endfor -%}"
-    "{%- if add_generation_prompt -%}{{- ' ASSISTANT:' -}}{%- endif -%}"
-)
+def chat_template(bos: bool) -> str:
+    """The Vicuna-v1 chat template (Jinja), the one generator of both templates: the tokenizer's (`bos=True`:
+    it emits `<s>` itself, since `apply_chat_template` tokenizes without special tokens) and the exported
+    processor's (`bos=False`: the tokenizer adds `<s>` when the processor tokenizes the rendered prompt).
+
+    Content is a string, or a list of {"type": "image"} and {"type": "text", "text": ...} items joined by
+    "\n" ([image, text] renders as "<image>\nQ", as in LLaVA). `{% generation %}` marks the supervised spans
+    (answer + </s>) for `return_assistant_tokens_mask`."""
+    return (
+        ("{{- bos_token -}}" if bos else "")
+        + "{%- macro render(content) -%}"
+        "{%- if content is string -%}{{- content -}}{%- else -%}"
+        "{%- for item in content -%}"
+        "{{- '\\n' if not loop.first else '' -}}"
+        "{{- '" + IMAGE + "' if item['type'] == 'image' else item['text'] -}}"
+        "{%- endfor -%}{%- endif -%}"
+        "{%- endmacro -%}"
+        "{%- if messages and messages[0]['role'] == 'system' -%}"
+        "{%- set system = render(messages[0]['content']) -%}{%- set loop_messages = messages[1:] -%}"
+        "{%- else -%}"
+        "{%- set system = '" + SYSTEM_PROMPT.replace("'", "\\'") + "' -%}{%- set loop_messages = messages -%}"
+        "{%- endif -%}"
+        "{{- system -}}"
+        "{%- for message in loop_messages -%}"
+        "{%- if (message['role'] == 'user') != (loop.index0 % 2 == 0) -%}"
+        "{{- raise_exception('roles must alternate user/assistant, starting with user') -}}"
+        "{%- endif -%}"
+        "{%- if message['role'] == 'user' -%}"
+        "{{- (' ' if loop.first and system else '') + 'USER: ' + render(message['content']) -}}"
+        "{%- else -%}"
+        "{{- ' ASSISTANT:' -}}"
+        "{%- generation -%}{{- ' ' + render(message['content']) + eos_token -}}{%- endgeneration -%}"
+        "{%- endif -%}"
+        "{%- endfor -%}"
+        "{%- if add_generation_prompt -%}{{- ' ASSISTANT:' -}}{%- endif -%}"
+    )
+
+
+CHAT_TEMPLATE = chat_template(bos=True)
 
 
 def build_tokenizer(words: Sequence[str] | None = None) -> PreTrainedTokenizerFast:

@@ -1,12 +1,10 @@
-"""The trainer: one loop for CPU and CUDA, and LLaVA's two stages (paper §4.2).
+"""The trainer: one loop for CPU and CUDA, for every job of the recipe.
 
-Stage 1, *feature alignment*: only the projection W is trained, on image–caption pairs in the `plain`
-format; the vision encoder g and the LLM f_phi are frozen, so H_v = W·Z_v learns to land in the LLM's word
-embedding space. Stage 2, *end-to-end fine-tuning*: W and the LLM's weights phi are trained on the
-instruction data; the vision encoder stays frozen.
-
-Freezing is done with `requires_grad_(False)`, never with `torch.no_grad()`: in stage 1 the gradient of
-the answer-token loss must flow *through* the frozen LLM back to W.
+`fit` trains whatever parameters of a model require gradients; the model owns its loss (`model(**batch).loss`,
+as transformers' models do), so the same loop trains clip-mini, the LLMs and both LLaVA stages
+(`llava_mini.stages` decides what is frozen). AdamW, linear warm-up, then cosine decay (LLaVA App. C), or a
+constant rate (`decay=0`) for learning curves; gradient accumulation normalised by the whole step's
+supervised tokens; an optional evaluation every `eval_every` steps.
 """
 
 from __future__ import annotations
@@ -33,7 +31,7 @@ class TrainConfig:
     weight_decay: float = 0.0
     warmup: float = 0.03  # fraction of steps with a linear warm-up
     decay: float = 1.0  # fraction of steps, at the end, of the cosine decay to 0 (1: all after the warm-up;
-    #                     below 1: constant at `lr` until then, "warm-up, stable, decay")
+    #                     below 1: constant at `lr` until then, "warm-up, stable, decay"; 0: constant to the end)
     grad_accum: int = 1  # micro-batches per optimizer step
     max_grad_norm: float | None = 1.0
     device: str = "auto"  # "auto" | "cpu" | "cuda"
@@ -41,6 +39,7 @@ class TrainConfig:
     compile: bool = False  # torch.compile the model's forward
     seed: int = 0
     log_every: int = 25
+    eval_every: int = 0  # steps between calls of `fit`'s `evaluate` (0: only after the last step)
     progress: bool | None = None  # tqdm bar; None = only when stderr is a terminal
 
 
@@ -66,26 +65,13 @@ def format_counts(counts: dict[str, tuple[int, int]]) -> str:
     return "\n".join(f"{name:>10}: {t:>9,} trainable of {n:>9,}" for name, (t, n) in counts.items())
 
 
-def set_stage(model: nn.Module, stage: int) -> dict[str, tuple[int, int]]:
-    """Freeze a LlavaMini for LLaVA's stage 1 (train W only) or stage 2 (train W and phi).
-
-    The vision encoder is frozen in both stages, as in the paper and the official code.
-    Returns the per-module trainable/total parameter counts.
-    """
-    if stage not in (1, 2):
-        raise ValueError(f"stage must be 1 (feature alignment) or 2 (instruction tuning), got {stage!r}")
-    model.requires_grad_(False)
-    model.projector.requires_grad_(True)
-    if stage == 2:
-        model.lm.requires_grad_(True)
-    return count_parameters(model)
-
-
 def cosine_lr(step: int, total: int, warmup_steps: int, peak: float, decay_steps: int | None = None) -> float:
     """Linear warm-up to `peak`, constant, then cosine decay to 0 at `total` over the last `decay_steps`
-    (default: every step after the warm-up)."""
+    (default: every step after the warm-up; 0: no decay)."""
     if step < warmup_steps:
         return peak * (step + 1) / warmup_steps
+    if decay_steps == 0:
+        return peak
     decay_steps = total - warmup_steps if decay_steps is None else decay_steps
     progress = (step - (total - decay_steps)) / max(1, decay_steps)
     return peak * 0.5 * (1.0 + math.cos(math.pi * min(1.0, max(0.0, progress))))
@@ -104,23 +90,26 @@ def fit(
     model: nn.Module,
     batches: Iterator[dict],
     cfg: TrainConfig,
-    loss_fn: Callable[[nn.Module, dict, int | None], torch.Tensor],
     count_fn: Callable[[dict], int] | None = supervised_tokens,
     log: Callable[[str], None] | None = print,
+    evaluate: Callable[[int, list[float]], bool | None] | None = None,
 ) -> list[float]:
     """Train the model's trainable parameters with AdamW; return the loss of every optimizer step.
 
-    `loss_fn(model, micro_batch, n_items)` returns the micro-batch's loss, already divided by `n_items`,
-    the number of supervised tokens of the *whole* optimizer step (all micro-batches), so that gradient
-    accumulation gives exactly the gradient of one big batch. With `count_fn=None` each micro-batch's
-    loss is a mean and is divided by `grad_accum` instead.
+    Each micro-batch's loss is `model(**batch, num_items_in_batch=n).loss`, the summed token losses divided
+    by n, the number of supervised tokens (`count_fn`) of the *whole* optimizer step (all micro-batches), so
+    that gradient accumulation gives exactly the gradient of one big batch. With `count_fn=None` the model's
+    loss is taken as a mean (`model(**batch).loss`) and divided by `grad_accum`.
+
+    `evaluate(step, losses)` runs every `cfg.eval_every` steps and after the last, in eval mode without
+    gradients; returning True stops training there.
     """
     device = resolve_device(cfg.device)
     torch.manual_seed(cfg.seed)
     model.to(device).train()
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
-        raise ValueError("the model has no trainable parameters: call set_stage() or unfreeze something")
+        raise ValueError("the model has no trainable parameters: call stages.freeze() or unfreeze something")
     fused = device.type == "cuda"
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.999), fused=fused)
     step_model = torch.compile(model) if cfg.compile else model
@@ -128,7 +117,7 @@ def fit(
         torch.autocast("cuda", dtype=torch.bfloat16) if (cfg.bf16 and device.type == "cuda") else nullcontext()
     )
     warmup_steps = max(1, round(cfg.warmup * cfg.steps))
-    decay_steps = None if cfg.decay >= 1 else max(1, round(cfg.decay * cfg.steps))
+    decay_steps = None if cfg.decay >= 1 else (0 if cfg.decay <= 0 else max(1, round(cfg.decay * cfg.steps)))
     show_bar = sys.stderr.isatty() if cfg.progress is None else cfg.progress
     bar = None
     if show_bar:
@@ -144,9 +133,10 @@ def fit(
         total = 0.0
         for b in micro:
             with autocast:
-                loss = loss_fn(step_model, b, n_items)
-            if n_items is None:
-                loss = loss / cfg.grad_accum
+                if n_items is None:
+                    loss = step_model(**b).loss / cfg.grad_accum
+                else:
+                    loss = step_model(**b, num_items_in_batch=n_items).loss
             loss.backward()
             total += loss.item()
         if cfg.max_grad_norm:
@@ -159,6 +149,14 @@ def fit(
             bar.set_postfix(loss=f"{total:.4f}")
         elif log and cfg.log_every and (step + 1) % cfg.log_every == 0:
             log(f"step {step + 1:>5}/{cfg.steps}  loss {total:.4f}")
+        last = step + 1 == cfg.steps
+        if evaluate and (last or (cfg.eval_every and (step + 1) % cfg.eval_every == 0)):
+            model.eval()
+            with torch.no_grad():
+                stop = evaluate(step + 1, history)
+            model.train()
+            if stop:
+                break
     if bar is not None:
         bar.close()
     model.eval()

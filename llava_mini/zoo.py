@@ -44,26 +44,41 @@ def names(root: Path = ZOO_DIR) -> list[str]:
     return sorted(p.parent.name for p in root.glob("*/config.json"))
 
 
-def save(name: str, model: torch.nn.Module, meta: dict, root: Path = ZOO_DIR, components: dict | None = None):
-    """Write `root/name/`: the model's tensors (minus those of its components) and its config."""
-    folder = root / name
+def meta(model: torch.nn.Module, answers: str | None = None) -> dict:
+    """What config.json records of a model: its kind and configuration (`_build` is the inverse) and, for a
+    LLaVA checkpoint, the answer style it was taught (`answers`, which `accuracy` scores)."""
+    if isinstance(model, ClipMini):
+        return {"kind": "clip", "vision": model.vision.config.__dict__, "text": model.text_config.__dict__,
+                "embed_dim": model.visual_projection.out_features}
+    if isinstance(model, LanguageModel):
+        return {"kind": "lm", "lm": model.config.__dict__}
+    if isinstance(model, LlavaMini):
+        return {"kind": "llava", "llava": model.config.to_dict(), **({"answers": answers} if answers else {})}
+    raise TypeError(f"expected a ClipMini, LanguageModel or LlavaMini, got {type(model).__name__}")
+
+
+def save(name: str, model: torch.nn.Module, root: Path = ZOO_DIR, components: dict | None = None,
+         answers: str | None = None):
+    """Write `root/name/`: the model's tensors (minus those of its components) and its config (`meta`)."""
+    folder = Path(root) / name
     folder.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     for prefix in components or {}:
         state = {k: v for k, v in state.items() if not k.startswith(prefix + ".")}
     save_file(state, folder / "model.safetensors")
-    meta = {**meta, "components": components or {}}
-    (folder / "config.json").write_text(json.dumps(meta, indent=1, sort_keys=True) + "\n")
+    config = {**meta(model, answers), "components": components or {}}
+    (folder / "config.json").write_text(json.dumps(config, indent=1, sort_keys=True) + "\n")
 
 
-def _build(meta: dict) -> torch.nn.Module:
-    kind = meta["kind"]
+def _build(config: dict) -> torch.nn.Module:
+    """An untrained model of the kind and configuration `meta` recorded."""
+    kind = config["kind"]
     if kind == "clip":
-        return ClipMini(VisionConfig(**meta["vision"]), TextConfig(**meta["text"]), meta["embed_dim"])
+        return ClipMini(VisionConfig(**config["vision"]), TextConfig(**config["text"]), config["embed_dim"])
     if kind == "lm":
-        return LanguageModel(LMConfig(**meta["lm"]))
+        return LanguageModel(LMConfig(**config["lm"]))
     if kind == "llava":
-        return LlavaMini(LlavaConfig.from_dict(meta["llava"]))
+        return LlavaMini(LlavaConfig.from_dict(config["llava"]))
     raise ValueError(f"unknown checkpoint kind {kind!r}; expected clip, lm or llava")
 
 

@@ -23,20 +23,21 @@ def test_cell_examples_keep_nine_placeholders_and_carry_their_scenes_cells():
         or "ASSISTANT: No, " in chat or "ASSISTANT: A " in chat  # sentence answers
 
 
-def test_the_lm_loss_reads_the_cells():
+def test_the_cell_reader_s_loss_reads_the_cells():
     """The loss of a batch changes when each chat gets another scene's cells, and its gradient reaches the
     word embeddings the cells are made of."""
     torch.manual_seed(0)
     lm = LanguageModel(LMConfig(len(TOK), dim=32, layers=1, heads=2))
     examples = corpora.cell_examples(world.split_seeds("train", 8), TOK)
     batch = next(corpora.Batches(examples, TOK, 8, seed=0))
-    assert batch["cells"].shape == (8, world.N_CELLS, cells.WORDS_PER_CELL) and batch["pixel_values"] is None
-    loss = corpora.lm_loss(lm, batch, None)
+    assert batch["cells"].shape == (8, world.N_CELLS, cells.WORDS_PER_CELL) and "pixel_values" not in batch
+    reader = cells.CellReader(lm, TOK.image_token_id)
+    loss = reader(**batch).loss
     loss.backward()
     colour = TOK.convert_tokens_to_ids("\u2581" + world.COLOURS[0])
     assert lm.embed_tokens.weight.grad[colour].abs().sum() > 0
     shuffled = dict(batch, cells=batch["cells"].roll(1, dims=0))
-    assert not torch.isclose(corpora.lm_loss(lm, shuffled, None), loss)
+    assert not torch.isclose(reader(**shuffled).loss, loss)
 
 
 def test_captions_every_keeps_every_chat_and_a_caption_of_every_kth_scene():

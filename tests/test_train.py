@@ -1,14 +1,14 @@
-"""The trainer and LLaVA's two stages (§4.2): what each stage trains, the schedule, gradient accumulation."""
+"""The trainer: the schedule, gradient accumulation, the evaluation hook; LLaVA's stages are tests/test_stages.py."""
 
 import math
 
 import pytest
 import torch
 
-from llava_mini.corpora import llava_loss
 from llava_mini.llava import LlavaConfig, LlavaMini
 from llava_mini.lm import LMConfig
-from llava_mini.train import TrainConfig, cosine_lr, count_parameters, fit, set_stage
+from llava_mini.stages import freeze
+from llava_mini.train import TrainConfig, cosine_lr, fit
 from llava_mini.vision import VisionConfig
 
 V, IMG, PAD, EOS = 40, 39, 0, 1
@@ -38,60 +38,6 @@ def batch(lengths=(6, 9, 3), seed: int = 0) -> dict:
     return {"input_ids": ids, "attention_mask": mask, "labels": labels, "pixel_values": pixels}
 
 
-def snapshot(model) -> dict[str, torch.Tensor]:
-    return {k: v.detach().clone() for k, v in model.state_dict().items()}
-
-
-def one_step(model, stage: int) -> dict[str, torch.Tensor]:
-    set_stage(model, stage)
-    before = snapshot(model)
-    fit(model, iter([batch()]), TrainConfig(steps=1, lr=1e-2, device="cpu", log_every=0, progress=False), llava_loss)
-    return before
-
-
-def test_stage1_trains_only_the_projector_and_w_gets_a_gradient():
-    model = tiny_model()
-    set_stage(model, 1)
-    llava_loss(model, batch(), None).backward()
-    assert model.projector.weight.grad.abs().sum() > 0  # the gradient reached W through the frozen LM
-    assert all(p.grad is None for p in model.lm.parameters()) and all(p.grad is None for p in model.vision.parameters())
-    model.zero_grad(set_to_none=True)
-    before = one_step(model, 1)
-    after = model.state_dict()
-    for name, value in before.items():
-        if name.startswith("projector."):
-            assert not torch.equal(value, after[name]), f"{name} did not change in stage 1"
-        else:
-            assert torch.equal(value, after[name]), f"{name} changed in stage 1"
-
-
-def test_stage2_trains_projector_and_lm_but_never_the_vision_tower():
-    model = tiny_model()
-    before = one_step(model, 2)
-    after = model.state_dict()
-    for name in ("projector.weight", "projector.bias", "lm.embed_tokens.weight", "lm.lm_head.weight",
-                 "lm.layers.0.self_attn.q_proj.weight"):
-        assert not torch.equal(before[name], after[name]), f"{name} did not change in stage 2"
-    for name, value in before.items():
-        if name.startswith("vision."):
-            assert torch.equal(value, after[name]), f"{name} changed in stage 2"
-
-
-def test_trainable_counts_per_stage():
-    model = tiny_model()
-    sizes = {name: sum(p.numel() for p in child.parameters()) for name, child in model.named_children()}
-    stage1, stage2 = set_stage(model, 1), set_stage(model, 2)
-    assert stage1["projector"] == (sizes["projector"], sizes["projector"]) == (16 * 32 + 32,) * 2
-    assert stage1["lm"] == (0, sizes["lm"]) and stage1["vision"] == (0, sizes["vision"])
-    assert stage1["total"] == (sizes["projector"], sum(sizes.values()))
-    assert stage2["lm"] == (sizes["lm"],) * 2 and stage2["vision"] == (0, sizes["vision"])
-    assert stage2["total"][0] == sizes["projector"] + sizes["lm"] == sum(
-        p.numel() for p in model.parameters() if p.requires_grad)
-    assert count_parameters(model) == stage2
-    with pytest.raises(ValueError, match="stage must be 1"):
-        set_stage(model, 3)
-
-
 def test_cosine_schedule_warms_up_then_decays_to_zero():
     peak, total, warmup = 1e-3, 100, 10
     lrs = [cosine_lr(s, total, warmup, peak) for s in range(total + 1)]
@@ -115,13 +61,13 @@ def test_a_late_decay_holds_the_peak_then_decays_to_zero():
 def accumulated_grads(micro_batches: list[dict], grad_accum: int) -> dict[str, torch.Tensor]:
     """The gradient `fit` hands the optimizer in its first step (read by post-accumulate hooks)."""
     model = tiny_model()
-    set_stage(model, 2)
+    freeze(model, 2)
     grads = {}
     for name, p in model.named_parameters():
         if p.requires_grad:
             p.register_post_accumulate_grad_hook(lambda p, name=name: grads.__setitem__(name, p.grad.clone()))
     cfg = TrainConfig(steps=1, grad_accum=grad_accum, max_grad_norm=None, device="cpu", log_every=0, progress=False)
-    fit(model, iter(micro_batches), cfg, llava_loss)
+    fit(model, iter(micro_batches), cfg)
     return grads
 
 
@@ -137,21 +83,24 @@ def test_gradient_accumulation_equals_one_big_batch():
         torch.testing.assert_close(accumulated[name], big[name], rtol=1e-4, atol=1e-6, msg=name)
 
 
-class _Stop(Exception):
-    pass
+def test_decay_zero_is_a_constant_rate_after_the_warm_up():
+    lrs = [cosine_lr(s, 100, 10, 1e-3, 0) for s in range(101)]
+    assert lrs[:10] == [cosine_lr(s, 100, 10, 1e-3) for s in range(10)] and set(lrs[10:]) == {1e-3}
 
 
-def test_train_stage_reads_each_type_from_its_own_number_of_scenes(monkeypatch):
-    from llava_mini import corpora, jobs, world
-
+def test_fit_calls_the_model_for_its_loss_and_evaluates_on_schedule():
+    """`fit` reads the loss the model returns; `evaluate` runs every `eval_every` steps and after the last, in
+    eval mode without gradients, and stops training when it returns True."""
+    model = tiny_model()
+    freeze(model, 2)
     calls = []
-    monkeypatch.setattr(corpora, "llava_examples", lambda stage, seeds, *a, types, **k: calls.append((seeds, types)) or [])
-    monkeypatch.setattr(corpora, "Batches", lambda *a, **k: (_ for _ in ()).throw(_Stop()))
-    with pytest.raises(_Stop):
-        jobs.train_stage(tiny_model(), 2, TrainConfig(steps=1), {"conversation": 6, "detail": 3, "complex_reasoning": 3},
-                         log=None)
-    assert calls == [(world.split_seeds("train", 3), ("detail", "complex_reasoning")),
-                     (world.split_seeds("train", 6), ("conversation",))]
-    with pytest.raises(ValueError, match=r"no number of scenes for \['detail'\]"):
-        jobs.train_stage(tiny_model(), 2, TrainConfig(steps=1), {"conversation": 6}, types=("conversation", "detail"),
-                         log=None)
+
+    def evaluate(step, losses):
+        calls.append((step, len(losses), model.training, torch.is_grad_enabled()))
+        return step == 4
+
+    cfg = TrainConfig(steps=6, eval_every=2, device="cpu", log_every=0, progress=False)
+    losses = fit(model, iter([batch(seed=s) for s in range(6)]), cfg, evaluate=evaluate)
+    assert calls == [(2, 2, False, False), (4, 4, False, False)] and len(losses) == 4
+    first = model(**batch(seed=0), num_items_in_batch=None).loss.item()
+    assert losses[0] == pytest.approx(tiny_model()(**batch(seed=0)).loss.item()) and first < losses[0]

@@ -1,9 +1,10 @@
 """Learning curves: short-answer accuracy per category against training steps (the evidence behind the zoo's
 missed accuracy gates; docs/recipe_log.md, "The first generation").
 
-Three experiments, each trained with AdamW at a constant learning rate after a 100-step warm-up (so a curve
-can be cut at any step), printing one JSON line per evaluation: step, seconds, mean loss of the last 50 steps
-and the greedy exact-match accuracy of each short category on `--n` test questions.
+Three experiments, each trained by the project's trainer (`train.fit`) at a constant learning rate after a
+100-step warm-up (`decay=0`, so a curve can be cut at any step), printing one JSON line per evaluation: step,
+seconds, mean loss of the last 50 steps and the greedy exact-match accuracy of each short category on `--n` test
+questions.
 
     text    an LLM on vicuna-mini's corpus: the scene as a *textual* description (~25 words) before the chat
     slots   the same chats with a *bound* context: the 9 cell tokens of `llava_mini.cells` (each the sum of the
@@ -25,12 +26,12 @@ import time
 import numpy as np
 import torch
 
-from llava_mini import cells, corpora, evaluate, world, zoo
+from llava_mini import cells, corpora, evaluate, stages, world, zoo
 from llava_mini.conversation import build_chat, build_plain, build_prompt, collate
 from llava_mini.data import scene_records
-from llava_mini.lm import LanguageModel, LMConfig, causal_lm_loss
+from llava_mini.lm import LanguageModel, LMConfig
 from llava_mini.tokenizer import load_tokenizer
-from llava_mini.train import resolve_device, set_stage, supervised_tokens, to_device
+from llava_mini.train import TrainConfig, fit, resolve_device, to_device
 
 WARMUP_STEPS = 100
 CELLS = world.N_CELLS
@@ -52,9 +53,6 @@ def text_experiment(args, tokenizer, device):
     batches = corpora.Batches(examples, tokenizer, args.batch, 0, group_by_length=True)
     image_id, questions = tokenizer.image_token_id, short_questions(args.n)
 
-    def step():
-        return corpora.lm_loss(lm, to_device(next(batches), device), None)
-
     @torch.no_grad()
     def evaluate_now():
         result = {}
@@ -71,7 +69,7 @@ def text_experiment(args, tokenizer, device):
             result[category] = score(tokenizer.batch_decode(out.cpu(), skip_special_tokens=True), pairs)
         return result
 
-    return lm, step, evaluate_now
+    return lm, batches, evaluate_now
 
 
 def slots_experiment(args, tokenizer, device):
@@ -85,13 +83,11 @@ def slots_experiment(args, tokenizer, device):
         examples.append((build_chat(records["conversation"][0]["conversations"], tokenizer, CELLS), slots))
     rng, image_id, questions = np.random.default_rng(0), tokenizer.image_token_id, short_questions(args.n)
 
-    def step():
-        chosen = [examples[i] for i in rng.choice(len(examples), args.batch, replace=False)]
-        batch = to_device(collate([s for s, _ in chosen], tokenizer.pad_token_id), device)
-        slots = torch.tensor([w for _, w in chosen], device=device)  # (B, 9, WORDS_PER_CELL)
-        embeds = cells.fill(lm.embed_tokens, batch["input_ids"], slots, image_id)
-        logits = lm(inputs_embeds=embeds, attention_mask=batch["attention_mask"]).logits
-        return causal_lm_loss(logits, batch["labels"])[0]
+    def batches():
+        while True:
+            chosen = [examples[i] for i in rng.choice(len(examples), args.batch, replace=False)]
+            yield {**collate([s for s, _ in chosen], tokenizer.pad_token_id),
+                   "cells": torch.tensor([w for _, w in chosen])}  # (B, 9, WORDS_PER_CELL)
 
     @torch.no_grad()
     def evaluate_now():
@@ -107,23 +103,19 @@ def slots_experiment(args, tokenizer, device):
             result[category] = score(tokenizer.batch_decode(out.cpu(), skip_special_tokens=True), pairs)
         return result
 
-    return lm, step, evaluate_now
+    return cells.CellReader(lm, image_id), batches(), evaluate_now
 
 
 def stage2_experiment(args, tokenizer, device):
     """LLaVA's stage 2 (W and the LLM train, the vision tower frozen) from a zoo checkpoint."""
     model = zoo.load(args.init)
-    set_stage(model, 2)
+    stages.freeze(model, 2)
     model.to(device)
     types = tuple(args.types.split(","))
-    examples = corpora.llava_examples(2, world.split_seeds("train", args.scenes), tokenizer, model.num_image_tokens,
-                                      types=types)
+    examples = stages.examples(2, world.split_seeds("train", args.scenes), tokenizer, model.num_image_tokens,
+                               types=types)
     batches = corpora.Batches(examples, tokenizer, args.batch, 0, model.config.vision.image_size, group_by_length=True)
     questions = short_questions(args.n)
-
-    def step():
-        batch = to_device(next(batches), device)
-        return corpora.llava_loss(model, batch, supervised_tokens(batch))
 
     def evaluate_now():
         result = {}
@@ -133,7 +125,7 @@ def stage2_experiment(args, tokenizer, device):
             result[category] = score(replies, pairs)
         return result
 
-    return model, step, evaluate_now
+    return model, batches, evaluate_now
 
 
 EXPERIMENTS = {"text": text_experiment, "slots": slots_experiment, "stage2": stage2_experiment}
@@ -143,31 +135,20 @@ def run(args) -> list[dict]:
     """Train until `--steps` or `--seconds` runs out; return (and print) one record per evaluation."""
     torch.manual_seed(args.seed)
     device, tokenizer = resolve_device(args.device), load_tokenizer()
-    model, step, evaluate_now = EXPERIMENTS[args.experiment](args, tokenizer, device)
-    model.train()
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.0)
-    records, losses, start = [], [], time.perf_counter()
-    for n in range(1, args.steps + 1):
-        for group in optimizer.param_groups:
-            group["lr"] = args.lr * min(1.0, n / WARMUP_STEPS)
-        loss = step()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        losses.append(loss.item())
-        last = n == args.steps or time.perf_counter() - start > args.seconds
-        if n % args.eval_every == 0 or last:
-            seconds = round(time.perf_counter() - start, 1)
-            model.eval()
-            record = {"experiment": args.experiment, "step": n, "seconds": seconds,
-                      "loss": round(float(np.mean(losses[-50:])), 4), **evaluate_now()}
-            model.train()
-            print(json.dumps(record), flush=True)
-            records.append(record)
-        if last:
-            break
+    model, batches, evaluate_now = EXPERIMENTS[args.experiment](args, tokenizer, device)
+    cfg = TrainConfig(steps=args.steps, batch_size=args.batch, lr=args.lr, warmup=min(1.0, WARMUP_STEPS / args.steps),
+                      decay=0, eval_every=args.eval_every, device=args.device, bf16=False, seed=args.seed, log_every=0,
+                      progress=False)
+    records, start = [], time.perf_counter()
+
+    def evaluate(step: int, losses: list[float]) -> bool:
+        record = {"experiment": args.experiment, "step": step, "seconds": round(time.perf_counter() - start, 1),
+                  "loss": round(float(np.mean(losses[-50:])), 4), **evaluate_now()}
+        print(json.dumps(record), flush=True)
+        records.append(record)
+        return time.perf_counter() - start > args.seconds
+
+    fit(model, batches, cfg, count_fn=None, log=None, evaluate=evaluate)
     return records
 
 
@@ -182,7 +163,7 @@ def parse(argv=None) -> argparse.Namespace:
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--scenes", type=int, default=16000, help="training scenes")
     parser.add_argument("--steps", type=int, default=100_000)
-    parser.add_argument("--seconds", type=float, default=300.0, help="stop after this much training time")
+    parser.add_argument("--seconds", type=float, default=300.0, help="stop at the first evaluation after this much time")
     parser.add_argument("--eval-every", type=int, default=500)
     parser.add_argument("--n", type=int, default=100, help="test questions per category")
     parser.add_argument("--device", default="auto")

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from einops import rearrange
 
 from llava_mini import data
 from llava_mini.conversation import _segments, render_chat

@@ -277,9 +277,9 @@ def _micro_batches(g: torch.Generator) -> list[dict]:
 
 
 def _loss_fn(model, batch: dict, n_items) -> torch.Tensor:
-    """What `train.fit` calls: the micro-batch's summed loss / n_items (its own count when n_items is None)."""
-    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-    return lm.causal_lm_loss(logits, batch["labels"], n_items)[0]
+    """What `train.fit` computes: the model's own loss, the micro-batch's summed token loss / n_items (its own count
+    when n_items is None)."""
+    return model(**batch, num_items_in_batch=n_items).loss
 
 
 def _gradient(model, micro: list[dict], scale) -> list[torch.Tensor]:
