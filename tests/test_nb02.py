@@ -454,7 +454,7 @@ def test_attention_grader_names_the_shortcut_the_in_place_change_the_dtype_and_t
 
 
 def test_the_notebook_states_what_is_switched_off_and_its_solutions_do_not_use_it():
-    source = (Path(__file__).parents[1] / "tools" / "notebook_sources" / "nb02.py").read_text()
+    source = (Path(__file__).parents[1] / "solutions" / "02_vision_encoder.py").read_text()
     solutions = re.findall(r"### BEGIN SOLUTION\n(.*?)### END SOLUTION", source, re.S)
     attention_solution = next(s for s in solutions if "softmax" in s and "heads" in s)
     block_solution = next(s for s in solutions if "block.self_attn" in s)
