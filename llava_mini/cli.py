@@ -86,13 +86,24 @@ def _stderr(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
+def _positive(text: str) -> int:
+    """argparse type: a whole number >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
+    return value
+
+
 def _add_train_args(p, recipe_name: str):
     """Hyper-parameters of a training job; each defaults to the zoo recipe's value (`recipe.<recipe_name>`)."""
     default = f"default: recipe.{recipe_name}'s"
-    p.add_argument("--steps", type=int, help=default)
-    p.add_argument("--batch-size", type=int, help=default)
+    p.add_argument("--steps", type=_positive, help=default)
+    p.add_argument("--batch-size", type=_positive, help=default)
     p.add_argument("--lr", type=float, help=default)
-    p.add_argument("--grad-accum", type=int, default=1, help="micro-batches per optimizer step")
+    p.add_argument("--grad-accum", type=_positive, default=1, help="micro-batches per optimizer step")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda")
     p.add_argument("--compile", action="store_true", help="torch.compile the model")
     p.add_argument("--seed", type=int, default=0)
@@ -107,10 +118,10 @@ def _train_config(args, base):
                    **{k: v for k, v in given.items() if v is not None})
 
 
-def _save(args, model, meta, metrics, components=None):
+def _save(args, model, metrics, components=None, answers=None):
     from llava_mini import zoo
 
-    zoo.save(args.out, model.cpu(), meta, root=Path("."), components=components)
+    zoo.save(args.out, model.cpu(), root=Path("."), components=components, answers=answers)
     print(json.dumps(metrics))
 
 
@@ -123,7 +134,7 @@ def _add_pretrain_vision(sub):
 
         cfg = _train_config(args, recipe.CLIP_TRAIN)
         model, metrics = jobs.pretrain_vision(recipe.VISION, cfg, pool_scenes=recipe.CLIP_POOL, log=_stderr)
-        _save(args, model, recipe.clip_meta(model), metrics)
+        _save(args, model, metrics)
 
     p.set_defaults(func=run)
 
@@ -142,7 +153,7 @@ def _add_pretrain_lm(sub):
         shape = LMConfig(len(load_tokenizer()), **recipe.LM_SHAPE)
         model, metrics = jobs.pretrain_lm(args.corpus, shape, cfg, recipe.LM_SCENES, recipe.TEACHER,
                                           recipe.LM_CAPTIONS_EVERY, log=_stderr)
-        _save(args, model, recipe.lm_meta(model), metrics)
+        _save(args, model, metrics)
 
     p.set_defaults(func=run)
 
@@ -153,12 +164,14 @@ def _add_train(sub):
     p.add_argument("--vision", default="clip-mini", help="stage 1: vision tower (zoo name or folder)")
     p.add_argument("--lm", default="vicuna-mini", help="stage 1: LLM (zoo name or folder)")
     p.add_argument("--projector", default="linear", help="stage 1: linear | mlp2x_gelu | resampler | cls | mean")
-    p.add_argument("--init", default="llava-mini-stage1", help="stage 2: the stage-1 checkpoint to start from")
+    p.add_argument("--init", default="llava-mini-stage1", help="stage 2: the checkpoint to start from")
+    p.add_argument("--epochs", type=_positive, help="stage 2: epochs over the records of --types (default: STAGE2_EPOCHS; "
+                                              "the zoo's llava-mini: --init llava-mini-conv-only --epochs 3)")
     p.add_argument("--types", help="stage 2 instruction types, comma-separated (default: all three)")
-    _add_train_args(p, "STAGE1_TRAIN / stage2_train(types)")
+    _add_train_args(p, "STAGE1_TRAIN / stage2_train(types, epochs)")
 
     def run(args):
-        from llava_mini import jobs, recipe, zoo
+        from llava_mini import jobs, recipe, stages, zoo
 
         if args.stage == 1:
             vision, lm = zoo.load(args.vision, kind="clip").vision, zoo.load(args.lm, kind="lm")
@@ -168,10 +181,11 @@ def _add_train(sub):
             model = zoo.load(args.init, kind="llava")
             components = {"vision": zoo.read_config(args.init)["components"]["vision"]}
         types = tuple(args.types.split(",")) if args.types else recipe.FULL_MIX
-        cfg = _train_config(args, recipe.STAGE1_TRAIN if args.stage == 1 else recipe.stage2_train(types))
+        epochs = recipe.STAGE2_EPOCHS if args.epochs is None else args.epochs
+        cfg = _train_config(args, recipe.STAGE1_TRAIN if args.stage == 1 else recipe.stage2_train(types, epochs))
         scenes = recipe.stage2_scenes(types) if args.stage == 2 else recipe.STAGE1_SCENES
-        metrics = jobs.train_stage(model, args.stage, cfg, scenes, types, teacher=recipe.TEACHER, log=_stderr)
-        _save(args, model, recipe.llava_meta(model), metrics, components)
+        metrics = stages.train(model, args.stage, cfg, scenes, types, teacher=recipe.TEACHER, log=_stderr)
+        _save(args, model, metrics, components, answers=recipe.TEACHER.answers)
 
     p.set_defaults(func=run)
 

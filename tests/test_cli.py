@@ -101,6 +101,16 @@ def test_errors_give_a_clear_message_and_a_nonzero_exit(capsys, argv, message):
     assert not err.startswith(f"llava-mini {argv[0]}: error: \"")  # a KeyError's message, not its repr
 
 
+@pytest.mark.parametrize("argv, message", [
+    (("train", "--stage", "2", "--epochs", "0", "--out", "x"), "argument --epochs: expected a whole number >= 1, got '0'"),
+    (("train", "--stage", "1", "--steps", "ten", "--out", "x"), "argument --steps: expected a whole number >= 1, got 'ten'"),
+])
+def test_a_training_length_must_be_a_positive_whole_number(capsys, argv, message):
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(list(argv))
+    assert exit_.value.code == 2 and capsys.readouterr().err.strip().endswith(f"llava-mini train: error: {message}")
+
+
 def test_zoo_verify_and_list(capsys):
     code, out, _ = run(capsys, "zoo", "verify")
     assert code == 0 and out.startswith("7 checkpoints match the manifest")

@@ -175,13 +175,17 @@ def test_the_sha256_is_not_compared_across_cpu_kinds(rebuilt_w):
     assert "recorded on another CPU" in rows[1][2]
 
 
-def test_stage2_trains_each_instruction_type_for_the_same_epochs():
-    full, conversations = recipe.JOBS["llava-mini"][1]["train"], recipe.JOBS["llava-mini-conv-only"][1]["train"]
+def test_stage2_is_conversations_then_the_full_mix():
+    """llava-mini-conv-only: STAGE2_EPOCHS over the conversations (Table 4's ablation); llava-mini continues it
+    for MIX_EPOCHS over every type's records, at the same batch size and learning rate."""
+    full, conversations = recipe.JOBS["llava-mini"][1], recipe.JOBS["llava-mini-conv-only"][1]
     scenes = recipe.STAGE2_SCENES
-    assert full.steps * full.batch_size == recipe.STAGE2_EPOCHS * sum(scenes.values())
-    assert conversations.steps * conversations.batch_size == recipe.STAGE2_EPOCHS * scenes["conversation"]
-    assert recipe.JOBS["llava-mini-conv-only"][1]["scenes"] == {"conversation": scenes["conversation"]}  # Table 4
-    assert (full.batch_size, full.lr) == (conversations.batch_size, conversations.lr)
+    assert conversations["init"] == "llava-mini-stage1" and full["init"] == "llava-mini-conv-only"
+    assert recipe.NAMES.index("llava-mini-conv-only") < recipe.NAMES.index("llava-mini")  # built first
+    assert full["train"].steps * full["train"].batch_size == recipe.MIX_EPOCHS * sum(scenes.values())
+    assert conversations["train"].steps * conversations["train"].batch_size == recipe.STAGE2_EPOCHS * scenes["conversation"]
+    assert conversations["scenes"] == {"conversation": scenes["conversation"]} and full["scenes"] == scenes
+    assert (full["train"].batch_size, full["train"].lr) == (conversations["train"].batch_size, conversations["train"].lr)
 
 
 def test_stage2_scenes_rejects_an_unknown_type():
@@ -192,6 +196,6 @@ def test_stage2_scenes_rejects_an_unknown_type():
 def test_a_checkpoint_written_outside_the_zoo_finds_its_components_in_the_zoo(tmp_path):
     """`llava-mini train --out DIR` saves only what trained and names the zoo's clip-mini as its vision tower."""
     model = zoo.load("llava-mini")
-    zoo.save("mine", model, recipe.llava_meta(model), tmp_path, components={"vision": "clip-mini"})
+    zoo.save("mine", model, tmp_path, components={"vision": "clip-mini"}, answers="sentence")
     again = zoo.load(str(tmp_path / "mine"))
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), again.state_dict().values()))
