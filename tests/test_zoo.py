@@ -25,13 +25,14 @@ def tiny_parts(vocab_size: int):
 def test_round_trip_with_components(tmp_path):
     tokenizer = load_tokenizer()
     clip, lm = tiny_parts(len(tokenizer))
-    zoo.save("clip-t", clip, {"kind": "clip", "vision": clip.vision.config.__dict__,
-                              "text": clip.text_config.__dict__, "embed_dim": 8}, root=tmp_path)
-    zoo.save("lm-t", lm, {"kind": "lm", "lm": lm.config.__dict__}, root=tmp_path)
+    zoo.save("clip-t", clip, root=tmp_path)
+    zoo.save("lm-t", lm, root=tmp_path)
     model = jobs.assemble(clip.vision, lm)
     torch.nn.init.normal_(model.projector.weight)
-    zoo.save("llava-t", model, {"kind": "llava", "llava": model.config.to_dict()}, root=tmp_path,
-             components={"vision": "clip-t", "lm": "lm-t"})
+    zoo.save("llava-t", model, root=tmp_path, components={"vision": "clip-t", "lm": "lm-t"}, answers="sentence")
+    assert zoo.read_config("llava-t", tmp_path) == {**zoo.meta(model, "sentence"),
+                                                    "components": {"vision": "clip-t", "lm": "lm-t"}}
+    assert zoo.answer_style("llava-t", tmp_path) == "sentence" and zoo.read_config("clip-t", tmp_path)["embed_dim"] == 8
     stored = zoo.load_file(tmp_path / "llava-t" / "model.safetensors")
     assert set(stored) == {"projector.weight", "projector.bias"}  # like LLaVA's mm_projector.bin
     for loaded in (zoo.load("llava-t", root=tmp_path), zoo.load(str(tmp_path / "llava-t"))):
@@ -43,9 +44,14 @@ def test_round_trip_with_components(tmp_path):
         zoo.load("nope", root=tmp_path)
 
 
+def test_meta_refuses_a_model_the_zoo_cannot_rebuild():
+    with pytest.raises(TypeError, match="expected a ClipMini, LanguageModel or LlavaMini, got Linear"):
+        zoo.meta(torch.nn.Linear(2, 2))
+
+
 def test_verify_detects_a_modified_file(tmp_path):
     _, lm = tiny_parts(20)
-    zoo.save("lm-t", lm, {"kind": "lm", "lm": lm.config.__dict__}, root=tmp_path)
+    zoo.save("lm-t", lm, root=tmp_path)
     zoo.record("lm-t", {"steps": 1}, {"loss": 1.0}, root=tmp_path)
     assert zoo.verify(tmp_path) == []
     manifest = zoo.read_manifest(tmp_path)
