@@ -235,6 +235,23 @@ def _add_accuracy(sub):
     p.set_defaults(func=run)
 
 
+def _add_bench(sub):
+    p = sub.add_parser("bench", help="LLaVA-Bench-mini: judged relative score vs the teacher (one JSON object)")
+    p.add_argument("--model", default="llava-mini", help="zoo name or checkpoint folder")
+    p.add_argument("--bench", default="in", choices=("in", "ood"), help="in-distribution (90) or OOD (60)")
+    p.add_argument("--judge", default="rules", choices=("rules", "openai"),
+                   help="rules: the offline judge; openai: LLAVA_MINI_JUDGE_URL / _MODEL / _KEY")
+    p.add_argument("--json", action="store_true", help="print only the JSON object (the only output there is)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap resampling")
+
+    def run(args):
+        from llava_mini.bench import scores
+
+        print(json.dumps(scores.run(args.model, args.bench, args.judge, seed=args.seed)))
+
+    p.set_defaults(func=run)
+
+
 def _add_zoo(sub):
     p = sub.add_parser("zoo", help="the pretrained checkpoints: list, verify, rebuild")
     actions = p.add_subparsers(dest="action", required=True)
@@ -317,7 +334,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="llava-mini", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     for add in (_add_data, _add_course, _add_export_hf, _add_pretrain_vision, _add_pretrain_lm, _add_train,
-                _add_chat, _add_accuracy, _add_zoo, _add_quiz):
+                _add_chat, _add_accuracy, _add_bench, _add_zoo, _add_quiz):
         add(sub)
     return parser
 

@@ -1,0 +1,166 @@
+"""LLaVA-Bench-mini: its files, the judges (rules, and an OpenAI-compatible endpoint on loopback), the scores."""
+
+import filecmp
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from llava_mini import bench, world
+from llava_mini.bench import judge, remote, scores
+from llava_mini.cli import main
+
+
+@pytest.fixture(scope="module")
+def items():
+    return bench.load("in")
+
+
+@pytest.mark.parametrize("name, n", [("in", 90), ("ood", 60)])
+def test_shipped_files_are_what_write_makes(tmp_path, name, n):
+    out = bench.write(name, tmp_path)
+    shipped = bench.DATA_DIR / name
+    for f in ("questions.jsonl", "context.jsonl", "answers_teacher.jsonl"):
+        assert (out / f).read_text() == (shipped / f).read_text(), f
+    images = sorted(p.name for p in (out / "images").iterdir())
+    assert images == sorted(p.name for p in (shipped / "images").iterdir())
+    assert all(filecmp.cmp(out / "images" / i, shipped / "images" / i, shallow=False) for i in images)
+    loaded = bench.load(name)
+    assert len(loaded) == n and [it.category for it in loaded[:3]] == list(bench.TYPES)
+
+
+def test_ood_shifts():
+    pairs = bench.scenes("ood")
+    assert {len(s.objects) for s, _ in pairs[:10]} <= {4, 5} and all(noise == bench.OOD_NOISE for _, noise in pairs[10:])
+    context = bench.context_of(pairs[0][0])
+    assert f"there are {len(pairs[0][0].objects)} shapes:" in context.captions[1]
+    in_seeds = {s.seed for s, _ in bench.scenes("in")}
+    assert not in_seeds & {s.seed for s, _ in pairs} and all(s in world.SPLITS["test"] for s in in_seeds)
+
+
+def test_the_reference_scores_ten_under_the_rules(items):
+    j = judge.RuleJudge()
+    for it in items + bench.load("ood"):
+        assert judge.parse_score(j.review(it.context, it.question, it.reference, it.reference, it.category)) == (10, 10)
+
+
+def test_rule_judge_penalises_false_claims_omissions_and_wrong_conclusions(items):
+    j = judge.RuleJudge()
+
+    def score(it, reply):
+        return judge.parse_score(j.review(it.context, it.question, it.reference, reply, it.category))[1]
+
+    conv = next(it for it in items if it.category == "conv" and it.question.startswith("What colour"))
+    gold = judge.solve(conv.question, conv.scene.objects)[1]
+    wrong = next(c for c in world.COLOURS if c != gold)
+    assert score(conv, conv.reference.replace(gold, wrong)) <= 3
+    detail = next(it for it in items if it.category == "detail" and len(it.scene.objects) == 3)
+    first = detail.reference.split(". ")
+    assert score(detail, ". ".join(first[:2]) + ".") < score(detail, detail.reference)  # omissions
+    false = detail.reference.replace(detail.scene.objects[0].colour, "purple" if detail.scene.objects[0].colour
+                                     != "purple" else "red", 1)
+    assert score(detail, false) < 10
+    complex_ = next(it for it in items if it.category == "complex" and it.reference.endswith(("yes.", "no.")))
+    flipped = complex_.reference[:-4] + ("no." if complex_.reference.endswith("yes.") else "yes.")
+    assert score(complex_, flipped) <= 7 < score(complex_, complex_.reference)
+    assert score(complex_, "I do not know.") <= 2
+
+
+@pytest.mark.parametrize("review, expected", [
+    ("8 7\nAssistant 1 is better.", (8.0, 7.0)), ("8,7", (8.0, 7.0)), ("7.5 9", (7.5, 9.0)),
+    ("8/10 7/10\n", None), ("8\n7", None), ("Assistant 1: 8 Assistant 2: 7", None), ("8 7 6", None),
+    ("", None), ("11 3", None), ("0 5", None), ("nan 5", None), ("\nfirst line empty 8 7", None)])
+def test_parse_score(review, expected):
+    assert judge.parse_score(review) == expected
+
+
+def test_relative_score_leaves_failures_out_and_bootstrap_brackets_it():
+    pairs = [(10, 8), (10, 9), None, (8, 8), (10, 5)]
+    assert scores.relative_score(pairs) == pytest.approx(100 * 30 / 38)
+    low, high = scores.bootstrap_ci(pairs, 500, 0)
+    assert low < scores.relative_score(pairs) < high
+    assert scores.bootstrap_ci([(10, 8)] * 5) == pytest.approx((80.0, 80.0))
+    with pytest.raises(ValueError, match="no scored pair"):
+        scores.relative_score([None, None])
+
+
+class _Endpoint(BaseHTTPRequestHandler):
+    mode = "ok"
+    seen: list = []
+
+    def do_POST(self):  # noqa: N802 (the http.server API)
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        type(self).seen.append((self.path, self.headers.get("Authorization"), body))
+        if self.mode == "slow":
+            time.sleep(1.0)
+        if self.mode == "error":
+            self.send_response(500)
+            self.end_headers()
+            return
+        text = {"ok": json.dumps({"choices": [{"message": {"role": "assistant", "content": "9 6\nbecause"}}]}),
+                "unparseable": json.dumps({"choices": [{"message": {"content": "Assistant 1 gets 9/10."}}]}),
+                "garbage": "<html>not json", "slow": "{}"}[self.mode]
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.end_headers()
+        try:
+            self.wfile.write(text.encode())
+        except BrokenPipeError:
+            pass
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def endpoint():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Endpoint)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    _Endpoint.seen = []
+    yield f"http://127.0.0.1:{server.server_address[1]}/v1"
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.mark.parametrize("mode, unparseable, errors", [
+    ("ok", 0, 0), ("unparseable", 3, 0), ("garbage", 0, 3), ("slow", 0, 3), ("error", 0, 3)])
+def test_openai_judge_on_loopback(items, endpoint, monkeypatch, mode, unparseable, errors):
+    monkeypatch.setattr(_Endpoint, "mode", mode)
+    monkeypatch.setenv("LLAVA_MINI_JUDGE_URL", endpoint)
+    monkeypatch.setenv("LLAVA_MINI_JUDGE_MODEL", "judge-model")
+    monkeypatch.setenv("LLAVA_MINI_JUDGE_KEY", "k")
+    reviewer = remote.OpenAIJudge(timeout=0.3)
+    chosen = items[:3]
+    pairs, failures = scores.judge_all(chosen, [it.reference for it in chosen], reviewer)
+    assert failures == {"parse_failures": unparseable, "errors": errors}
+    result = scores.summarise(chosen, pairs, failures, [it.reference for it in chosen], n_boot=50)
+    assert result["parse_failures"] == {"unparseable": unparseable, "judge_errors": errors}
+    if mode == "ok":
+        assert pairs == [(9.0, 6.0)] * 3 and result["relative_score"]["overall"] == pytest.approx(66.7)
+        path, auth, body = _Endpoint.seen[0]
+        assert path == "/v1/chat/completions" and auth == "Bearer k" and body["model"] == "judge-model"
+        assert body["temperature"] == 0.2 and body["messages"][0]["content"] == judge.SYSTEM
+        user = body["messages"][1]["content"]
+        assert user.index("[Context]") < user.index("[Question]") < user.index("[Assistant 1]") < user.index(
+            "[Assistant 2]") < user.index("[System]")
+    else:
+        assert result["relative_score"]["overall"] is None and result["n"] == {"questions": 3, "scored": 0}
+
+
+def test_openai_judge_needs_its_settings(monkeypatch):
+    for name in remote.ENV:
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(ValueError, match="LLAVA_MINI_JUDGE_URL"):
+        remote.OpenAIJudge()
+
+
+def test_bench_command_prints_one_json_object(capsys):
+    assert main(["bench", "--model", "llava-mini", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert tuple(result) == scores.JSON_KEYS
+    assert set(result["relative_score"]) == {"overall", *bench.TYPES} and result["n"]["questions"] == 90
+    assert result["parse_failures"] == {"unparseable": 0, "judge_errors": 0}
+    low, high = result["ci95"]["overall"]
+    assert low <= result["relative_score"]["overall"] <= high
