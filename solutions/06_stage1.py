@@ -43,8 +43,9 @@
 #
 # ### Time
 # About **60 minutes**: 30 of reading, four exercises of 5–10 minutes each, one study question. Running every cell
-# (strict `pytest --nbval`) took MEASURED on 2 CPU cores shared with other jobs; about half of it is the 600-step
-# training run of section 5, which prints a line every 50 steps while it trains (on one thread: 24 s on an idle core).
+# (strict `pytest --nbval`) took 41 s, twice in a row, on 2 CPU cores shared with other jobs; about half of it is the
+# 600-step training run of section 5, which prints a line every 50 steps while it trains (on one thread: 24 s on an
+# idle core).
 #
 # ### Numbers to expect
 # Stage 1 trains 4,160 of our model's 429,888 parameters (LLaVA-13B: 5,248,000 of 13.3 billion). In 600 steps the

@@ -211,8 +211,9 @@ def check_optimizer_groups(optimizer_groups) -> None:
         for group in got:
             ids = {id(p) for p in group["params"]}
             if projector_lr is not None and ids & projector:
-                expect(ids <= projector, f"{what}: with projector_lr given, W's tensors form a group of their own; "
-                                         f"got the group {_describe_group(group['params'], names)}")
+                expect(ids <= projector, f"{what}: with projector_lr given, W's tensors form a group of their own "
+                                         "at projector_lr (LLaVA's --mm_projector_lr); got a group of "
+                                         f"{len(ids)} tensors that mixes W's with others")
                 want_lr = projector_lr
             else:
                 want_lr = lr
