@@ -82,6 +82,22 @@ def supervised_tokens(batch: dict) -> int:
     return int((batch["labels"][:, 1:] != IGNORE_INDEX).sum())
 
 
+def training_flops(n_trainable: int, tokens: int, n_forward_only: int = 0, forward_only_tokens: int = 0) -> int:
+    """Estimated FLOPs of training on `tokens` tokens: 6·N per token for the N parameters that train (2·N in the
+    forward pass, 4·N in the backward: the gradients of the activations and of the weights), plus 2·N per token
+    for a frozen encoder that runs before anything trainable (LLaVA's vision tower g: forward only, since no
+    gradient has to pass through it). Attention's score FLOPs are left out, as in the usual 6·N·D estimate."""
+    return 6 * n_trainable * tokens + 2 * n_forward_only * forward_only_tokens
+
+
+def mfu(flops: float, seconds: float, peak_flops: float) -> float:
+    """Model FLOPs utilisation: the FLOPs the model needs (`training_flops`) per second, as a fraction of the
+    device's peak (e.g. 989e12 for an H100 SXM's dense bf16)."""
+    if seconds <= 0 or peak_flops <= 0:
+        raise ValueError(f"seconds and peak_flops must be positive, got {seconds} and {peak_flops}")
+    return flops / seconds / peak_flops
+
+
 def to_device(batch: dict, device: torch.device) -> dict:
     return {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
 
