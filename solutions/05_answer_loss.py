@@ -58,7 +58,6 @@
 import math
 import textwrap
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 import transformers
