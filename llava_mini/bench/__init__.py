@@ -106,6 +106,18 @@ def questions_for(scene: Scene, context: SymbolicContext) -> list[tuple[str, str
             ("complex", f"{question} {teacher.REASONING_CUE}", reasoning)]
 
 
+def build(pairs) -> list[Item]:
+    """Bench items in memory from (scene, noise) pairs, as `write` then `load` would give them (another draw
+    of scenes: the notebook's spread over bench seeds)."""
+    items = []
+    for scene, noise in pairs:
+        context, image = context_of(scene), world.render(scene, noise=noise)
+        for category, question, reference in questions_for(scene, context):
+            known = Scene(scene.seed, teacher.read(context))  # as `load` reads it back
+            items.append(Item(len(items), category, question, reference, context, known, image))
+    return items
+
+
 def _jsonl(path: Path, rows: list[dict]) -> None:
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
 

@@ -204,15 +204,16 @@ def rule_score(category: str, question: str, reply: str, things) -> int:
     false_objects = sum(f not in truth for f in placed) + sum(f not in present for f in bare)
     if category == "detail":
         stated = set(placed)
-        if not stated:
-            return _mean(2, 1, 1, 1)
+        if not stated:  # describes no object: right only when the judge knows of none
+            return 10 if not truth else _mean(2, 1, 1, 1)
         hits = len(stated & truth)
         counts = [int(c) for c in _COUNT.findall(normalise(reply))]
         true_relations, false_relations = _relation_claims(reply, things)
         accuracy = 1 + 9 * hits / len(stated) - 2 * any(c != len(things) for c in counts) - false_relations
         parts = len(things) + 1 + (len(things) > 1)  # every object, the count, a relation between them
         covered = hits + (len(things) in counts) + (len(things) > 1 and true_relations > 0)
-        return _mean(10, max(1.0, accuracy), 1 + 9 * hits / len(truth), 1 + 9 * covered / parts)
+        recall = hits / len(truth) if truth else 0.0  # the judge knows of no object: every stated one is false
+        return _mean(10, max(1.0, accuracy), 1 + 9 * recall, 1 + 9 * covered / parts)
     solved = solve(question, things)
     if category == "complex":
         said = conclusion(reply)
