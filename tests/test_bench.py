@@ -164,3 +164,13 @@ def test_bench_command_prints_one_json_object(capsys):
     assert result["parse_failures"] == {"unparseable": 0, "judge_errors": 0}
     low, high = result["ci95"]["overall"]
     assert low <= result["relative_score"]["overall"] <= high
+
+
+def test_bench_command_with_the_openai_judge_on_loopback(endpoint, monkeypatch, capsys):
+    monkeypatch.setattr(_Endpoint, "mode", "garbage")
+    monkeypatch.setenv("LLAVA_MINI_JUDGE_URL", endpoint)
+    monkeypatch.setenv("LLAVA_MINI_JUDGE_MODEL", "judge-model")
+    assert main(["bench", "--model", "llava-mini", "--judge", "openai", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["parse_failures"] == {"unparseable": 0, "judge_errors": 90} and result["n"]["scored"] == 0
+    assert result["relative_score"]["overall"] is None and len(_Endpoint.seen) == 90

@@ -14,6 +14,7 @@ import numpy as np
 
 from llava_mini import bench, evaluate
 from llava_mini.bench.judge import RuleJudge, parse_score
+from llava_mini.bench.remote import JudgeError
 
 JSON_KEYS = ("relative_score", "ci95", "exact_match", "parse_failures", "n")
 
@@ -49,9 +50,7 @@ def judge_all(items, replies, judge, progress=None, references=None) -> tuple[li
         reference = it.reference if references is None else references[k]
         try:
             review = judge.review(it.context, it.question, reference, reply, it.category)
-        except Exception as err:  # a remote judge's JudgeError; counted, never a score
-            if type(err).__name__ != "JudgeError":
-                raise
+        except JudgeError:  # a remote judge's timeout, HTTP error or garbage: counted, never a score
             failures["errors"] += 1
             pairs.append(None)
         else:
@@ -134,7 +133,7 @@ def run(model_name: str, bench_name: str = "in", judge: str = "rules", n_boot: i
     elif judge == "openai":
         from llava_mini.bench.remote import OpenAIJudge
 
-        reviewer = OpenAIJudge()
+        reviewer = OpenAIJudge()  # reads LLAVA_MINI_JUDGE_URL / _MODEL / _KEY
     else:
         raise KeyError(f"unknown judge {judge!r}; expected rules or openai")
     model = zoo.load(model_name, kind="llava")
