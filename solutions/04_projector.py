@@ -230,7 +230,8 @@ nb04.check_projector_params(projector_params)
 
 # %% [markdown]
 # With the package's `projector.projector_param_count` (the same formula), LLaVA's projectors (CLIP ViT-L/14, $d_v = 1024$; Vicuna-7B $d_{llm} = 4096$, 13B 5120) and ours,
-# and what share of the whole model each is:
+# and what share of the model each is (for LLaVA, of its language model alone, 6.7 and 13.0 billion parameters; for
+# ours, of all three parts):
 
 # %%
 table = [("LLaVA-7B", 1024, 4096, 6.7e9), ("LLaVA-13B", 1024, 5120, 13.0e9),
@@ -245,7 +246,7 @@ print("the zoo's W:", sum(p.numel() for p in stage1.projector.parameters()), "pa
 
 # %% [markdown]
 # About 4 million parameters in front of 7 billion: stage 1 trains less than a thousandth of LLaVA, which is why it
-# is cheap (4 hours on 8 A100s for 595K pairs) and why it cannot teach the language model anything new — it can only
+# is cheap (LLaVA-13B's stage 1: 4 hours on 8 A100s for 595K pairs) and why it cannot teach the language model anything new — it can only
 # choose which inputs to hand it. In `llava-mini` the language model is tiny, so $W$ is a larger share, but the
 # arithmetic is the same.
 #
@@ -750,7 +751,7 @@ nb04.check_study_q14(answer_study_q14)
 #
 # - **(a)** $W$ maps each patch token on its own: $H_v$ has as many tokens as $Z_v$ has patches, and nothing is pooled.
 # - **(b)** A linear $W$ can pass on only what is linearly readable from each patch token; it has no means of mixing
-#   or gating information across patches or features.
+#   information across patches, nor of gating (making one feature's effect depend on another's).
 # - **(c)** LLaVA v1's $W$ for the 13B model has 5,248,000 parameters, a few ten-thousandths of the model, which keeps
 #   stage 1 cheap.
 # - **(d)** Because $W$ is linear, the least-squares $W$ onto the language model's ideal inputs is also the $W$ that

@@ -144,6 +144,9 @@ print(f"a uniform guess over the vocabulary of {len(tokenizer)} tokens: ln {len(
 # - `labels`: the same ids where the piece is an answer or its `</s>`, `IGNORE_INDEX` (−100) everywhere else. Do not
 #   shift them: `labels[t]` goes with `input_ids[t]`, and the loss does the shift.
 #
+# Tokenize the pieces exactly as the table splits them: the tag ` ASSISTANT:` is a piece of its own, and the answer
+# piece is `" " + value` (with its leading space), followed by the `</s>` piece.
+#
 # Do not change `turns`. The grader compares with the package's `conversation.build_chat` on the teacher's multi-turn
 # chats, with other system prompts and image sizes, and refuses an answer that calls `build_chat` or `build_prompt`.
 # *(About 15 lines.)*
@@ -213,7 +216,7 @@ print(f"\n{len(sample.input_ids)} tokens, {supervised} supervised "
 # `" ASSISTANT: "`. If the running count does not end exactly at the length of the ids, it gives up on the sample:
 # every label becomes −100 and it prints `WARNING: tokenization mismatch: X vs. Y. (ignored)`.
 #
-# Here is that arithmetic, ported (LLAVA_FACTS §1.7; the code is ours). `tokenize` is how it tokenizes a part:
+# Here is that arithmetic, ported (`preprocess_v1` in `llava/train/train.py` of haotian-liu/LLaVA; the code is ours). `tokenize` is how it tokenizes a part:
 
 # %%
 def llava_style_labels(turns, tokenize, num_image_tokens=world.N_CELLS, system=SYSTEM_PROMPT):
@@ -255,7 +258,7 @@ for name, tokenize in [("a tokenizer that adds <s>", with_bos), ("a tokenizer th
 # does not depend on at all, and each round comes out one token short, the total misses by the number of rounds, and
 # the sample vanishes from the loss. That is what happened to many LLaVA users when `tokenizers` changed LLaMA's
 # `legacy` handling of spaces, or when they paired the `v1` template with a base model whose tokenizer follows other
-# conventions (Llama-3, Yi, Qwen; Qwen's adds no `<s>` at all): haotian-liu/LLaVA#661, #1166, #1706, LLAVA_FACTS §6.
+# conventions (Llama-3, Yi, Qwen; Qwen's adds no `<s>` at all): haotian-liu/LLaVA#661, #1166, #1706.
 #
 # Why it is dangerous rather than merely annoying: nothing fails. A masked sample contributes nothing, and a batch in
 # which some samples survive trains on those alone, with a loss that looks normal. Only when *every* sample of a batch
@@ -414,7 +417,7 @@ print("LlamaForCausalLM's logits equal ours on every real position:", torch.allc
 #
 # What the loss looks like per token, on the first example of the batch: each supervised token with its
 # $-\log p$, rounded to one decimal. Most answer tokens cost almost nothing; the few that carry information about the
-# image (a colour, a count, a position) are where the loss is:
+# image (a position word, a colour, or the "is"/"are" that gives a count away) are where the loss is:
 
 # %%
 row = 0
@@ -634,8 +637,8 @@ for name, (grad, step_loss) in ways.items():
 # $$\mathcal{L}(W) = -\frac{1}{N} \sum_{\text{examples}} \sum_{i \in \text{answer}} \log \operatorname{softmax}\Big(
 # f_\phi\big([\,H_v(W);\ E(x_{<i})\,]\big)_{i-1}\Big)_{x_i}, \qquad H_v(W) = W \cdot g(X_v),$$
 #
-# where $E$ embeds the text tokens and "answer" is the caption and its `</s>` (stage 1's `plain` format has no system
-# prompt and no question); stage 2 uses the same loss over every answer of the conversation, with $\theta = \{W,
+# where $E$ embeds the text tokens and "answer" is the caption and its `</s>` in llava-mini (LLaVA's `plain` format
+# supervises the caption and a closing `\n` instead, with no end token; neither has a system prompt or a question); stage 2 uses the same loss over every answer of the conversation, with $\theta = \{W,
 # \phi\}$.
 #
 # ### Which statements are true?

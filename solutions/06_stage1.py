@@ -17,7 +17,8 @@
 #
 # LLaVA trains in two stages (§4.2). Stage 1, *pre-training for feature alignment*, freezes the vision encoder $g$ and
 # the language model $f_\phi$ and trains only the projection $W$, on image–caption pairs: 595K CC3M captions, one
-# epoch, in the `plain` format (the image, then the caption; no question, no system prompt). The paper calls it
+# epoch, in the released code's `plain` format (the image, then the caption; no question, no system prompt; the paper's
+# first version put a brief-description instruction before each image instead). The paper calls it
 # "training a compatible visual tokenizer for the frozen LLM": $W$ learns to write $H_v = W \cdot Z_v$ in a form the
 # LLM already knows how to read. Stage 2 (notebook 07) then unfreezes the LLM and teaches it to follow instructions.
 #
@@ -338,7 +339,7 @@ for i in range(3):
 # %% [markdown]
 # **What the run shows.** Before training, $W$ is random and the frozen LLM reads noise: its "captions" are word salad
 # or captions of some other scene (F1 0.01). The loss falls fastest in the first 150 steps, while the warm-up ends,
-# and the captions follow: by step 600 they have the right number of objects and mostly the right colours, with shapes
+# and the captions follow: by step 600 they have the right number of objects and about half the colours right, with shapes
 # and positions still often wrong (F1 0.45; the F1 wobbles from one measurement to the next, 0.53 at step 400, while
 # the learning rate is still at its peak). The zoo's model, 2400 steps further on, names most objects right (0.75 on
 # these 100 scenes, 0.71 on the manifest's 300). Nothing in the LLM changed: the same frozen weights
@@ -407,7 +408,8 @@ for name, row in shares.items():
 # %% [markdown]
 # The manifest says the same on 300 test scenes: `llava-mini-stage1` captions at F1 0.71 but scores 0.14 on detailed
 # descriptions and 0 on reasoning, and answers 0.53 of the short questions right (colour, count, position ...). Stage 2
-# takes the descriptions to 0.79, reasoning to 0.54 and the short answers to 0.87. LLaVA's Table 4 makes the same point
+# takes the descriptions to 0.79, reasoning to 0.54 and the short answers to 0.87 — and its captions drop (F1 0.39 in the
+# table above): stage 2 never asks for the bare `plain` caption again, so the format fades. LLaVA's Table 4 makes the same point
 # at scale: without instruction tuning, 21.5 on LLaVA-Bench (COCO) against 85.1 with it. Stage 1 makes the image
 # *readable*; following instructions about it is learned in stage 2, in the LLM's weights.
 #
@@ -417,7 +419,9 @@ for name, row in shares.items():
 # has to write, in the LLM's input space, something the LLM knows how to use. The zoo's `vicuna-mini` was pre-trained to
 # chat about a scene given as *bound cell tokens* (notebook 04: each cell of the grid as a sum of word embeddings), so it
 # reads its context, and stage 1 has a target to align to. `plain-lm` has the same shape and was trained on the same chats
-# with **no scene at all**: it learned the text of the answers, never to look anything up. The zoo ran the identical stage
+# with **no scene at all**: it learned the text of the answers, never to look anything up. (It also trained shorter:
+# 1000 steps against vicuna-mini's 5500, a second difference between the two that the next cell's test does not depend
+# on, since it hands each LLM the scene directly.) The zoo ran the identical stage
 # 1 on it (`plain-lm-stage1`: same tower, same data, same 3000 steps).
 #
 # The cleanest test of "can this LLM read a context" skips $W$ altogether: hand each LLM the scene as perfect cell tokens,

@@ -45,12 +45,12 @@
 # ### Time
 # About **75 minutes**: 45 of reading, three exercises of 5–10 minutes, the questionnaire. Running every cell on 2
 # CPU cores (strict `pytest --nbval`) took 23 s, twice in a row (23.0 and 23.5 s, 2 cores shared with other
-# engineers' jobs); about 10 s of it is the short stage-2 run of section 3, which prints a line every 25 steps while
+# engineers' jobs); 10 to 18 s of it is the short stage-2 run of section 3, which prints a line every 25 steps while
 # it trains (that cell's output is a log, not compared when the notebook is graded). The
 # GPU cells of section 5 run only where `torch.cuda.is_available()`; on a CPU they print why they skipped.
 #
 # ### Numbers to expect
-# The short run (150 steps of 32 chats from `llava-mini-stage1`, about 10 s) takes the held-out loss per answer token
+# The short run (150 steps of 32 chats from `llava-mini-stage1`, 10 to 18 s on one thread) takes the held-out loss per answer token
 # of descriptions from 6.0 to 0.7 and of reasoning from 8.5 to 1.3 (conversations stay at 0.15); it writes in the
 # teacher's forms, but cannot yet tell whether an object is there. The zoo's `llava-mini` (stage 1, then 4500 steps of conversations, then 1500 of the
 # full mix) answers 300 test questions per category at colour .907, shape .980, count .897, position .787,
@@ -97,8 +97,8 @@ for name in ("llava-mini-stage1", "llava-mini-conv-only", "llava-mini"):
 # (a word, a paragraph, a chain of reasoning), over several turns. That lives in the language model's weights, so
 # $f_\phi$ must move. The vision encoder stays frozen in both stages: CLIP is already aligned with language on 400M
 # pairs, LLaVA's data is small by comparison, and a frozen tower needs no gradients, no optimizer states and no
-# stored activations (section 6 counts what that saves). LLaVA's code has an option to unfreeze it
-# (`unfreeze_mm_vision_tower`), which later LLaVA-NeXT-style recipes use with a learning rate near 2e-6; v1 does not.
+# stored activations. LLaVA-NeXT's code has an option to unfreeze it (`unfreeze_mm_vision_tower`, with a learning rate
+# of its own); in LLaVA v1's code the tower's forward runs under `torch.no_grad()`, so it stays frozen whatever the flags say.
 #
 # ### Exercise 7.1: stage 2's freezing
 #
@@ -173,8 +173,8 @@ print(textwrap.fill(text, 116))
 # ## 3. A short stage 2 that moves
 #
 # We start from the zoo's `llava-mini-stage1`, make it a stage-2 model with `stages.freeze`, mix the three types
-# uniformly (the same 500 scenes for each, shuffled together, batches grouped by length as LLaVA's
-# `group_by_modality_length` does) and train for 150 steps of 32 chats with the zoo's stage-2 settings (AdamW, lr
+# uniformly (the same 500 scenes for each, shuffled together, batches grouped by length, as LLaVA-1.5's
+# length grouping does) and train for 150 steps of 32 chats with the zoo's stage-2 settings (AdamW, lr
 # 1e-3 after a 3% warm-up, cosine to 0, gradient norm clipped to 1). First the held-out loss per type, on 64
 # validation scenes the run never sees:
 
@@ -357,8 +357,8 @@ for name, model in models.items():
 # the zoo's). It learnt the descriptions (F1 .96) and most short questions, but **not existence**: .53 on 300 test
 # questions, with its first-word margin separating present from absent objects at an AUC of .51 — the number a model
 # that does not look would get. The same conversations *alone* (`llava-mini-conv-only`) reached existence .98 (AUC
-# .997), and a mix without the reasoning records broke it just the same (.50), so it is the long free-form records,
-# not one type, that held the lookup back (`docs/recipe_log.md`, sessions 7 and 8; measured, one seed each). What
+# .997), and a mix of conversations and detail records without any reasoning broke it just the same (.50), so the
+# detail records alone are enough to hold the lookup back (reasoning records alone were not tried) (`docs/recipe_log.md`, sessions 7 and 8; measured, one seed each). What
 # the zoo ships is therefore conversations first, then the mix; once learnt, the lookup survives the mix:
 
 # %%
@@ -375,12 +375,13 @@ for key in keys:
 fig, ax = plt.subplots(figsize=(10, 3.4))
 x, width = np.arange(len(keys)), 0.8 / len(table)
 for i, (name, values) in enumerate(table.items()):
-    ax.bar(x + (i - (len(table) - 1) / 2) * width, [values[k] for k in keys], width=width, label=name)
+    bars = ax.bar(x + (i - (len(table) - 1) / 2) * width, [values[k] for k in keys], width=width, label=name)
+    ax.bar_label(bars, labels=["0" if values[k] == 0 else "" for k in keys], fontsize=7)  # a zero is a measurement
 ax.set_xticks(x, [k if k != "description" else "description F1" for k in keys], fontsize=8)
 ax.set_ylim(0, 1.05)
 ax.set_ylabel("accuracy")
 ax.set_title("stage 2 as a curriculum: the zoo's models on 300 test questions per category", fontsize=10)
-ax.legend(fontsize=8, ncols=2)
+ax.legend(fontsize=8, ncols=len(table), loc="upper center", bbox_to_anchor=(0.5, -0.12))
 plt.show()
 
 # %% [markdown]
@@ -481,7 +482,8 @@ nb07.check_training_step(training_step)
 #   token (per patch, with CLS).
 #
 # (A frozen part *between* the loss and something that trains is different: stage 1's frozen LLM still runs its
-# backward to pass the gradient to $W$ — about $4N$ per token, the activations' half without the weights'.)
+# backward to pass the gradient to $W$ — about $2N$ per token for the activations' gradients, without the weights'
+# $2N$: $4N$ per token with its forward.)
 #
 # $$\text{MFU} = \frac{6 N_{\text{trainable}} T_{\text{LM}} + 2 N_{\text{vision}} T_{\text{vision}}}
 #   {\text{seconds} \times \text{peak FLOP/s}}.$$

@@ -78,7 +78,7 @@ print(f"LLaVA-Bench-mini (in-distribution): {len(items)} questions, "
 # The judge gets one message: `[Context]`, `[Question]`, `[Assistant 1]` (the **reference**: text-only GPT-4's own
 # answer from the context) and `[Assistant 2]` (the model), then a `[System]` rule asking for helpfulness, relevance,
 # accuracy and level of detail, one overall score per assistant from 1 to 10, the two scores **alone on the first
-# line**, then an explanation. The bench is shipped in LLaVA-Bench's layout:
+# line**, then an explanation (LLaVA ran `gpt-4-0314` at temperature 0.2; a judge is a versioned instrument). The bench is shipped in LLaVA-Bench's layout:
 
 # %%
 folder = bench.DATA_DIR / "in"
@@ -112,9 +112,9 @@ for k in range(3):
 # %% [markdown]
 # ### Exercise 8.1 — read the scores
 #
-# Write `parse_score(review)`: the two scores on the review's **first line**, as floats, in the order they are
-# written (Assistant 1, then Assistant 2), or `None` when that line is not exactly two numbers from 1 to 10 separated
-# by a space or a comma. `"8/10 7/10"`, `"Assistant 1: 8 Assistant 2: 7"`, a score on each of two lines, three
+# Write `parse_score(review)`: the two scores on the review's **first line**, as a tuple of two floats `(a1, a2)` in
+# the order they are written (Assistant 1, then Assistant 2), or `None` when that line is not exactly two numbers from
+# 1 to 10 separated by a space or a comma (spaces around them are allowed, and a comma counts as a space). `"8/10 7/10"`, `"Assistant 1: 8 Assistant 2: 7"`, a score on each of two lines, three
 # numbers, `"11 4"`: all `None`. (LLaVA's script turns such a failure into `[-1, -1]` and keeps it in the means;
 # here a failure is counted and left out.) Do not call `llava_mini.bench.judge.parse_score`.
 
@@ -225,11 +225,11 @@ for k, name in enumerate(MODELS):
     errors = np.array([[results[name][g][0] - results[name][g][1][0], results[name][g][1][1] - results[name][g][0]]
                        for g in GROUPS]).T  # (2, groups)
     ax.bar(np.arange(len(GROUPS)) + (k - 1) * width, values, width, yerr=errors, capsize=3, label=name)
-    ax.scatter(np.arange(len(GROUPS)) + (k - 1) * width, PAPER[name], marker="_", s=200,
-               color="black", zorder=3)
+    ax.scatter(np.arange(len(GROUPS)) + (k - 1) * width, PAPER[name], marker="x", s=40, color="crimson", zorder=3,
+               label="the paper's Table 4" if k == 0 else None)
 ax.set_xticks(range(len(GROUPS)), list(GROUPS))
 ax.set_ylabel("relative score (teacher = 100)")
-ax.set_title("LLaVA-Bench-mini, rule judge, 95% bootstrap intervals (black: the paper's Table 4)", fontsize=10)
+ax.set_title("LLaVA-Bench-mini, rule judge, 95% bootstrap intervals (x: the paper's Table 4)", fontsize=10)
 ax.set_ylim(0, 110)
 ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
 plt.show()
@@ -250,7 +250,7 @@ for name in MODELS:
 # 60 on `conv`); LLaVA's Vicuna had never seen an image. And our conversation-only model matches or beats the full mix
 # on the `conv` type: it was trained twelve epochs on conversations, while the paper's conversation-only model lost
 # points on every type. Where it collapses is the other two types: it was never taught to describe or to reason step
-# by step (`detail` about 44, `complex` about 22). On 30 questions a type, an interval spans up to 19 points.
+# by step (`detail` about 44, `complex` about 22). On 30 questions a type, an interval spans up to 25 points.
 
 # %% [markdown]
 # ### Out of distribution
@@ -466,7 +466,8 @@ print(f"over the 5 benches: llava-mini {spread[:, 0].mean():.1f} ± {spread[:, 0
 #
 # - **(a)** LLaVA's GPT-4 judge sees the image's pixels, which is why its scores can be trusted on visual details.
 # - **(b)** Free-form answers cannot be exact-matched, so a judge rates the model's answer and a reference answer
-#   from 1 to 10 on helpfulness, relevance, accuracy and level of detail, from the context, the question and both answers.
+#   with one overall score from 1 to 10 each, judged on helpfulness, relevance, accuracy and level of detail, from the
+#   context, the question and both answers.
 # - **(c)** In LLaVA's summary script an unparseable review becomes `[-1, -1]` and stays in the means, which pushes a
 #   category where every review fails to 100.
 # - **(d)** Telling the judge that the order of the answers must not affect its judgement removes position bias.
@@ -506,7 +507,8 @@ nb08.check_study_q5(answer_study_q5)
 # - **(d)** In section 3, the judge that knows the scene scored the lossy reference lower than the blind judge did.
 # - **(e)** Using the same model to write the reference and to judge removes its biases, because they cancel in the ratio.
 # - **(f)** The ratio of the mean scores equals the mean of the per-question ratios.
-# - **(g)** On ScienceQA, text-only GPT-4 (82.69%) scored below LLaVA (90.92%): the "upper bound" can be beaten.
+# - **(g)** On ScienceQA, text-only GPT-4 (82.69%) scored below LLaVA (90.92%): a text-only GPT-4 is not an upper bound
+#   on every benchmark.
 #
 # Return the letters of **all** true statements.
 
