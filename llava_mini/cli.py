@@ -252,6 +252,37 @@ def _add_bench(sub):
     p.set_defaults(func=run)
 
 
+def _add_benchmark(sub):
+    p = sub.add_parser("benchmark", help="train and generate speed of LlavaMini vs transformers' Llava, same weights")
+    p.add_argument("--config", choices=("zoo", "large", "tiny"), default="zoo",
+                   help="zoo: the zoo's llava-mini; large: its vision tower under a 10 M-parameter LM; tiny: tests")
+    p.add_argument("--repeats", type=_positive, default=5, help="timed repetitions per figure (median; default 5)")
+    p.add_argument("--steps", type=_positive, default=2, help="training steps per timed repetition (default 2)")
+    p.add_argument("--warmup", type=int, default=1, help="untimed repetitions first (default 1)")
+    p.add_argument("--batch-size", type=_positive, default=32, help="training batch (default 32)")
+    p.add_argument("--text-tokens", type=_positive, default=32, help="text tokens per training row (default 32)")
+    p.add_argument("--new-tokens", type=_positive, default=64, help="tokens per timed generation (default 64)")
+    p.add_argument("--cache-tokens", type=_positive, nargs="+", default=[64, 256],
+                   help="new-token counts of the cache speed-up (default 64 256)")
+    p.add_argument("--threads", type=_positive, default=None, help="torch threads (default: torch's own choice)")
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    p.add_argument("--json", action="store_true", help="print the figures as JSON (default: a summary)")
+
+    def run(args):
+        import torch
+
+        from llava_mini.benchmark import run_benchmark, summary
+
+        if args.threads is not None:
+            torch.set_num_threads(args.threads)
+        result = run_benchmark(args.config, repeats=args.repeats, steps=args.steps, batch_size=args.batch_size,
+                               text_tokens=args.text_tokens, new_tokens=args.new_tokens,
+                               cache_tokens=tuple(args.cache_tokens), warmup=args.warmup, device=args.device)
+        print(json.dumps(result, indent=2) if args.json else summary(result))
+
+    p.set_defaults(func=run)
+
+
 def _add_zoo(sub):
     p = sub.add_parser("zoo", help="the pretrained checkpoints: list, verify, rebuild")
     actions = p.add_subparsers(dest="action", required=True)
@@ -334,7 +365,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="llava-mini", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     for add in (_add_data, _add_course, _add_export_hf, _add_pretrain_vision, _add_pretrain_lm, _add_train,
-                _add_chat, _add_accuracy, _add_bench, _add_zoo, _add_quiz):
+                _add_chat, _add_accuracy, _add_bench, _add_benchmark, _add_zoo, _add_quiz):
         add(sub)
     return parser
 

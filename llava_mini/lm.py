@@ -122,13 +122,10 @@ class Attention(nn.Module):
             k = torch.cat([past[0], k], dim=2)  # (B, kv_heads, past + T, hd)
             v = torch.cat([past[1], v], dim=2)
         group = self.heads // self.kv_heads  # query heads sharing one key/value head
-        y = F.scaled_dot_product_attention(
-            q,
-            k.repeat_interleave(group, dim=1),  # (B, heads, past + T, hd)
-            v.repeat_interleave(group, dim=1),
-            attn_mask=mask,
-            is_causal=mask is None,
-        )  # (B, heads, T, hd)
+        # repeat_interleave copies even for group 1 (plain multi-head): skip it there, as Llama's repeat_kv does
+        k_all = k.repeat_interleave(group, dim=1) if group > 1 else k  # (B, heads, past + T, hd)
+        v_all = v.repeat_interleave(group, dim=1) if group > 1 else v
+        y = F.scaled_dot_product_attention(q, k_all, v_all, attn_mask=mask, is_causal=mask is None)  # (B, heads, T, hd)
         return self.o_proj(rearrange(y, "b h t d -> b t (h d)")), (k, v)
 
 
