@@ -5,11 +5,17 @@ as transformers' models do), so the same loop trains clip-mini, the LLMs and bot
 (`llava_mini.stages` decides what is frozen). AdamW, linear warm-up, then cosine decay (LLaVA App. C), or a
 constant rate (`decay=0`) for learning curves; gradient accumulation normalised by the whole step's
 supervised tokens; an optional evaluation every `eval_every` steps.
+
+Under `torchrun` (torch.distributed initialised before `fit`), the model is wrapped in DistributedDataParallel:
+each optimizer step reads `world × grad_accum` micro-batches from the stream (the same seeded stream on every
+rank) and rank r trains on its own shard of them, so the global batch, the loss and the weights are those of
+one process with `grad_accum × world` (`test_train_ddp.py`: 2 CPU processes, gloo).
 """
 
 from __future__ import annotations
 
 import math
+import os
 import sys
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -102,6 +108,20 @@ def to_device(batch: dict, device: torch.device) -> dict:
     return {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
 
 
+def distributed() -> tuple[int, int]:
+    """(rank, world size) of an initialised torch.distributed process group, else (0, 1)."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
+
+
+def _all_reduce_sum(value: float | int, device: torch.device) -> float:
+    """The sum over ranks of one number (float64 on the wire, so an integer count stays exact)."""
+    t = torch.tensor(float(value), dtype=torch.float64, device=device)
+    torch.distributed.all_reduce(t)
+    return t.item()
+
+
 def fit(
     model: nn.Module,
     batches: Iterator[dict],
@@ -119,8 +139,16 @@ def fit(
 
     `evaluate(step, losses)` runs every `cfg.eval_every` steps and after the last, in eval mode without
     gradients; returning True stops training there.
+
+    Under torch.distributed (see the module docstring) rank r keeps micro-batches r·grad_accum to
+    (r+1)·grad_accum - 1 of the step's world·grad_accum; n is the all-reduced count of the whole step, and the
+    loss is scaled by the world size because DDP averages the ranks' gradients: the update is the single
+    process's. The returned losses are the global ones (all-reduced); only rank 0 logs.
     """
     device = resolve_device(cfg.device)
+    rank, world = distributed()
+    if world > 1 and device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", rank % torch.cuda.device_count())))
     torch.manual_seed(cfg.seed)
     model.to(device).train()
     params = [p for p in model.parameters() if p.requires_grad]
@@ -128,13 +156,19 @@ def fit(
         raise ValueError("the model has no trainable parameters: call stages.freeze() or unfreeze something")
     fused = device.type == "cuda"
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.999), fused=fused)
-    step_model = torch.compile(model) if cfg.compile else model
+    step_model = model
+    if world > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        step_model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    step_model = torch.compile(step_model) if cfg.compile else step_model
     autocast = (
         torch.autocast("cuda", dtype=torch.bfloat16) if (cfg.bf16 and device.type == "cuda") else nullcontext()
     )
     warmup_steps = max(1, round(cfg.warmup * cfg.steps))
     decay_steps = None if cfg.decay >= 1 else (0 if cfg.decay <= 0 else max(1, round(cfg.decay * cfg.steps)))
-    show_bar = sys.stderr.isatty() if cfg.progress is None else cfg.progress
+    show_bar = (sys.stderr.isatty() if cfg.progress is None else cfg.progress) and rank == 0
+    log = log if rank == 0 else None
     bar = None
     if show_bar:
         from tqdm.auto import tqdm
@@ -144,17 +178,28 @@ def fit(
     for step in range(cfg.steps):
         for group in optimizer.param_groups:
             group["lr"] = cosine_lr(step, cfg.steps, warmup_steps, cfg.lr, decay_steps)
-        micro = [to_device(next(batches), device) for _ in range(cfg.grad_accum)]
+        if world == 1:
+            micro = [to_device(next(batches), device) for _ in range(cfg.grad_accum)]
+        else:  # the step's world·grad_accum micro-batches, this rank's shard kept
+            step_batches = [next(batches) for _ in range(world * cfg.grad_accum)]
+            micro = [to_device(b, device) for b in step_batches[rank * cfg.grad_accum:(rank + 1) * cfg.grad_accum]]
         n_items = sum(count_fn(b) for b in micro) if count_fn else None
+        if world > 1 and n_items is not None:
+            n_items = round(_all_reduce_sum(n_items, device))  # the supervised tokens of the global step
         total = 0.0
-        for b in micro:
-            with autocast:
-                if n_items is None:
-                    loss = step_model(**b).loss / cfg.grad_accum
-                else:
-                    loss = step_model(**b, num_items_in_batch=n_items).loss
-            loss.backward()
+        for i, b in enumerate(micro):
+            sync = world == 1 or i + 1 == len(micro) or not hasattr(step_model, "no_sync")
+            with nullcontext() if sync else step_model.no_sync():  # DDP all-reduces at the last micro-batch
+                with autocast:
+                    if n_items is None:
+                        loss = step_model(**b).loss / cfg.grad_accum
+                    else:
+                        loss = step_model(**b, num_items_in_batch=n_items).loss
+                # DDP averages the ranks' gradients; a loss over the global count n must be summed instead
+                (loss * world if world > 1 and n_items is not None else loss).backward()
             total += loss.item()
+        if world > 1:
+            total = _all_reduce_sum(total, device) / (1 if n_items is not None else world)
         if cfg.max_grad_norm:
             torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
         optimizer.step()
