@@ -379,7 +379,8 @@ show_results(results)
 # %% [markdown]
 # **What the table says.** The least-squares $W$, the one closest to what `vicuna-mini` was pre-trained on, is the
 # worse captioner: caption F1 0.45 against 0.71 for the $W$ stage 1 learned. (The recipe log, `docs/recipe_log.md`,
-# measured the same on other scenes: 12.7% unexplained, F1 0.46 against 0.71, a cosine of 0.33 between the matrices.)
+# measured the same on other scenes and another number of them, so its figures differ in the last digit: 12.7%
+# unexplained, F1 0.46 against 0.71, a cosine of 0.33 between the matrices.)
 # It is not worse at everything: it answers shape (0.65 against 0.59) and position questions (0.47 against 0.32)
 # better, and count far worse (0.28 against 0.60). Tripling it changes the captions little (F1 0.43 against 0.45):
 # the first RMSNorm divides each token by its own scale, so a visual token's length is nearly free — nearly, because

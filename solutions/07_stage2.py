@@ -743,7 +743,7 @@ for llm, projector in ((Llm("LLaVA-7B", 6_738_415_616, 32, 4096, 32), 4_198_400)
 # ZeRO config), the launch does not.
 
 # %% [markdown]
-# ## 8. Questionnaire
+# ## 8. Questionnaire (graded)
 #
 # Which statements are true?
 #
