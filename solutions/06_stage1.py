@@ -509,8 +509,8 @@ nb06.check_study_q3(answer_study_q3)
 # notebook 05 section 6). Stage 2 trains $W$ and the LLM on LLaVA-Instruct-158K (three epochs, lr 2e-5) because the
 # instruction following lives in the LLM (i), unlike MiniGPT-4, which keeps Vicuna frozen (d is false); section 6 showed
 # the stage-1 model does not follow instructions (h is false). CLIP stays frozen throughout (e): it is already aligned to
-# language at web scale, the data are small, and memory is short; later LLaVA variants unfreeze it at a small learning
-# rate (about 2e-6, LLaVA-NeXT).
+# language at web scale, the data are small, and memory is short; later LLaVA variants (LLaVA-NeXT) unfreeze it with
+# a learning rate of its own, much smaller than the LLM's.
 
 # %% [markdown]
 # ## Questionnaire

@@ -706,8 +706,9 @@ for llm, projector in ((Llm("LLaVA-7B", 6_738_415_616, 32, 4096, 32), 4_198_400)
 # divides each rank's summed loss by (global count / world size), so that the average of the ranks' gradients is the
 # gradient of the whole global batch.
 #
-# A sketch of the script (not run here; the package's own DDP path, `train.fit` under `torchrun`, is built and
-# tested by the performance issue):
+# A sketch of the script (not run here). The package's trainer does the same: `train.fit` wraps the model in
+# DistributedDataParallel when a process group is initialised and normalises by the all-reduced token count;
+# `tests/test_train_ddp.py` checks two CPU processes (gloo) against one process with the same global batch:
 #
 # ```python
 # import contextlib, os, torch, torch.distributed as dist
