@@ -178,11 +178,8 @@ def fit(
     for step in range(cfg.steps):
         for group in optimizer.param_groups:
             group["lr"] = cosine_lr(step, cfg.steps, warmup_steps, cfg.lr, decay_steps)
-        if world == 1:
-            micro = [to_device(next(batches), device) for _ in range(cfg.grad_accum)]
-        else:  # the step's world·grad_accum micro-batches, this rank's shard kept
-            step_batches = [next(batches) for _ in range(world * cfg.grad_accum)]
-            micro = [to_device(b, device) for b in step_batches[rank * cfg.grad_accum:(rank + 1) * cfg.grad_accum]]
+        step_batches = [next(batches) for _ in range(world * cfg.grad_accum)]  # the step's; this rank's shard kept
+        micro = [to_device(b, device) for b in step_batches[rank * cfg.grad_accum:(rank + 1) * cfg.grad_accum]]
         n_items = sum(count_fn(b) for b in micro) if count_fn else None
         if world > 1 and n_items is not None:
             n_items = round(_all_reduce_sum(n_items, device))  # the supervised tokens of the global step
