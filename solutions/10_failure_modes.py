@@ -221,8 +221,9 @@ for category in CATEGORIES:
 # so binding does not come from where a token sits but from what it holds. Shuffling costs the questions that need
 # *where*: position answers lose the most, and colour and shape questions lose too (many of them name the object by
 # its position: "What colour is the object in the top left?"); count and existence, which need no position, do not
-# move (their intervals contain or touch 0). Relations, surprisingly, do not move measurably either: the model's relation
-# answers were the weakest to begin with, and whatever they rest on, it is not mainly the order of the tokens. (The
+# move (their intervals contain or touch 0). Relations, surprisingly, do not move measurably either: the model's
+# relation answers were the weakest to begin with, and whatever they rest on, it is not mainly the order of the
+# tokens. (The
 # shuffled model still answers many position questions right: the vision tower added position embeddings to each
 # token, and some of that survives to the layer W reads — notebook 02's cell probe.) So "bag of patches" is two
 # claims in one: a model that reads its tokens as an unordered bag loses positions, as measured here; it loses
