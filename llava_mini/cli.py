@@ -283,6 +283,29 @@ def _add_benchmark(sub):
     p.set_defaults(func=run)
 
 
+def _add_ablate(sub):
+    p = sub.add_parser("ablate", help="notebook 09's ablations: train and score every arm and seed that is missing")
+    p.add_argument("name", help="lm, projector, feature-layer, image-position or stage1 (arms: llava_mini/ablate.py)")
+    p.add_argument("--seeds", type=_positive, default=3, help="seeds per arm (default 3)")
+    p.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="cuda: the same code in bf16")
+    p.add_argument("--root", type=Path, help="folder of the runs (default: the package's zoo/ablations)")
+
+    def run(args):
+        from statistics import mean, pstdev
+
+        from llava_mini import ablate
+
+        ablate.check_name(args.name)
+        table = ablate.run(args.name, args.seeds, args.root or ablate.ROOT, args.device)
+        for arm, results in table.items():
+            overall = [r["accuracy"]["overall"] for r in results]
+            relative = [r["relative_score"]["overall"] for r in results]
+            print(f"{arm:>14}  exact match {mean(overall):.3f} ± {pstdev(overall):.3f}  "
+                  f"relative score {mean(relative):.1f} ± {pstdev(relative):.1f}  ({len(results)} seeds)")
+
+    p.set_defaults(func=run)
+
+
 def _add_zoo(sub):
     p = sub.add_parser("zoo", help="the pretrained checkpoints: list, verify, rebuild")
     actions = p.add_subparsers(dest="action", required=True)
@@ -365,7 +388,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="llava-mini", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     for add in (_add_data, _add_course, _add_export_hf, _add_pretrain_vision, _add_pretrain_lm, _add_train,
-                _add_chat, _add_accuracy, _add_bench, _add_benchmark, _add_zoo, _add_quiz):
+                _add_chat, _add_accuracy, _add_bench, _add_benchmark, _add_ablate, _add_zoo, _add_quiz):
         add(sub)
     return parser
 

@@ -35,10 +35,21 @@ from llava_mini.lm import IGNORE_INDEX
 from llava_mini.tokenizer import BOS, EOS, IMAGE, PAD, SYSTEM_PROMPT, UNK, encode
 
 ROLES = ("human", "gpt")  # LLaVA's JSON speakers, rendered as USER / ASSISTANT
+IMAGE_POSITIONS = ("before", "after")  # the image placeholder before the first instruction (LLaVA's order) or after
 
 __all__ = [
-    "SYSTEM_PROMPT", "IGNORE_INDEX", "Sample", "render_chat", "build_chat", "build_plain", "build_prompt", "collate"
+    "SYSTEM_PROMPT", "IGNORE_INDEX", "Sample", "render_chat", "build_chat", "build_plain", "build_prompt", "collate",
+    "place_image",
 ]
+
+
+def place_image(instruction: str, image: str = "before") -> str:
+    """The first human turn: `<image>\\nX_q` (image "before", LLaVA's order) or `X_q\\n<image>` ("after").
+    A placeholder already in `instruction` (a LLaVA record's "<image>\\n" prefix) is moved, not doubled."""
+    if image not in IMAGE_POSITIONS:
+        raise ValueError(f"image must be one of {IMAGE_POSITIONS}, got {image!r}")
+    text = instruction.replace(IMAGE + "\n", "").replace(IMAGE, "").strip()
+    return f"{IMAGE}\n{text}" if image == "before" else f"{text}\n{IMAGE}"
 
 
 @dataclass

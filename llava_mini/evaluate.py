@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from llava_mini import cells, teacher, world
-from llava_mini.conversation import build_prompt, collate
+from llava_mini.conversation import build_prompt, collate, place_image
 from llava_mini.lm import LanguageModel
 
 SHORT_KEYS = teacher.CATEGORIES  # colour, shape, count, position, existence, relation
@@ -110,10 +110,12 @@ def image_tokens(model) -> int:
     return world.N_CELLS if isinstance(model, LanguageModel) else model.num_image_tokens
 
 
-def answer(model, tokenizer, scenes, questions: list[str], max_new_tokens: int = 12, batch_size: int = 64) -> list[str]:
-    """Greedy single-turn answers in the Vicuna-v1 chat format, one per (scene, question)."""
+def answer(model, tokenizer, scenes, questions: list[str], max_new_tokens: int = 12, batch_size: int = 64,
+           image: str = "before") -> list[str]:
+    """Greedy single-turn answers in the Vicuna-v1 chat format, one per (scene, question), the image placeholder
+    `image` ("before" or "after") the question (`conversation.place_image`)."""
     n_image = image_tokens(model)
-    prompts = [build_prompt([{"from": "human", "value": "<image>\n" + q}], tokenizer, n_image) for q in questions]
+    prompts = [build_prompt([{"from": "human", "value": place_image(q, image)}], tokenizer, n_image) for q in questions]
     return generate(model, tokenizer, scenes, prompts, max_new_tokens, batch_size)
 
 
@@ -153,24 +155,27 @@ def _draw(split: str, n: int, seed: int, category: str):
 
 
 def accuracy(model, tokenizer, split: str = "test", n: int = 300, seed: int = 0, answers: str = "short",
-             free_form: bool = True) -> dict:
+             free_form: bool = True, image: str = "before") -> dict:
     """Every key of `JSON_KEYS` (fractions in [0, 1], `n` the questions per category), plus `caption_like`:
     the share of short-category replies that are captions (a stage-1 model's habit) and `examples` of each
-    category. `answers`: the answer style replies are compared with. Without `free_form` the description
-    and reasoning scores are left out (`None`): a language model pre-trained on chats alone never saw them."""
+    category, and `correct`: per category, one 0/1 per question, in the order drawn (for paired comparisons of two
+    models on the same questions). `answers`: the answer style replies are compared with. Without `free_form` the
+    description and reasoning scores are left out (`None`): a language model pre-trained on chats alone never saw
+    them. `image`: where the image placeholder goes, "before" (LLaVA's order) or "after" the question."""
     if answers not in teacher.ANSWER_STYLES:
         raise ValueError(f"unknown answer style {answers!r}; expected one of {', '.join(teacher.ANSWER_STYLES)}")
     if split not in world.SPLITS:
         raise KeyError(f"unknown split {split!r}; expected one of {', '.join(world.SPLITS)}")
     if n < 1:
         raise ValueError(f"n must be a positive number of questions per category, got {n}")
-    result, examples, caption_like, by_kind = {}, {}, [], {}
+    result, examples, caption_like, by_kind, per_question = {}, {}, [], {}, {}
     for category in SHORT_KEYS:
         pairs = _draw(split, n, seed, category)
         replies = answer(model, tokenizer, [s for s, _ in pairs], [qa.question for _, qa in pairs],
-                         max_new_tokens=MAX_REPLY_TOKENS[answers])
+                         max_new_tokens=MAX_REPLY_TOKENS[answers], image=image)
         correct = [normalise(r) == normalise(qa.reply(answers)) for r, (_, qa) in zip(replies, pairs)]
         result[category] = float(np.mean(correct))
+        per_question[category] = [int(ok) for ok in correct]
         examples[category] = (pairs[0][1].question, pairs[0][1].reply(answers), replies[0])
         caption_like += [is_caption(r, answers) for r in replies]
         for ok, (_, qa) in zip(correct, pairs):
@@ -184,24 +189,26 @@ def accuracy(model, tokenizer, split: str = "test", n: int = 300, seed: int = 0,
     result["n"] = n
     result["caption_like"] = float(np.mean(caption_like))
     result["examples"] = examples
+    result["correct"] = per_question
     result["description"] = result["reasoning"] = None
     if free_form:
-        _free_form(model, tokenizer, split, n, seed, result, examples)
+        _free_form(model, tokenizer, split, n, seed, result, examples, image)
     return result
 
 
-def _free_form(model, tokenizer, split: str, n: int, seed: int, result: dict, examples: dict) -> None:
+def _free_form(model, tokenizer, split: str, n: int, seed: int, result: dict, examples: dict, image: str) -> None:
     """The `description` F1 and `reasoning` scores (and examples) of `accuracy`, in place."""
     scenes = [world.sample_scene(s) for s in world.SPLITS[split][seed:seed + n]]
     rng = np.random.default_rng(seed)
     prompts = [teacher.DETAIL_INSTRUCTIONS[int(rng.integers(len(teacher.DETAIL_INSTRUCTIONS)))] for _ in scenes]
-    descriptions = answer(model, tokenizer, scenes, prompts, max_new_tokens=160)
+    descriptions = answer(model, tokenizer, scenes, prompts, max_new_tokens=160, image=image)
     result["description"] = float(np.mean([description_f1(d, s) for d, s in zip(descriptions, scenes)]))
     examples["description"] = (prompts[0], None, descriptions[0])
 
     tutor = teacher.Teacher()
     tasks = [tutor.complex_reasoning(world.symbolic_context(s), np.random.default_rng([s.seed, 7])).turns[0]
              for s in scenes]
-    replies = answer(model, tokenizer, scenes, [f"{q} {teacher.REASONING_CUE}" for q, _ in tasks], max_new_tokens=120)
+    replies = answer(model, tokenizer, scenes, [f"{q} {teacher.REASONING_CUE}" for q, _ in tasks], max_new_tokens=120,
+                     image=image)
     result["reasoning"] = float(np.mean([conclusion(r) == conclusion(a) for r, (_, a) in zip(replies, tasks)]))
     examples["reasoning"] = (tasks[0][0], tasks[0][1], replies[0])

@@ -206,7 +206,8 @@ def fingerprint(state: dict[str, torch.Tensor], n: int = 16) -> list[float]:
 
 
 def _rounded(result: dict) -> dict:
-    return {k: round(v, 4) if isinstance(v, float) else v for k, v in result.items() if k != "examples"}
+    return {k: round(v, 4) if isinstance(v, float) else v for k, v in result.items()
+            if k not in ("examples", "correct")}
 
 
 def _plain(recipe: dict) -> dict:

@@ -193,3 +193,13 @@ def test_every_exported_record_builds_without_mismatch(tok):
                 sample = build_chat(record["conversations"], tok, N, max_length=tok.model_max_length)
                 text = render_chat(record["conversations"]).replace(IMAGE, IMAGE * N)
                 assert sample.input_ids == tok(text).input_ids
+
+
+def test_place_image_puts_the_placeholder_before_or_after_the_instruction():
+    from llava_mini.conversation import place_image
+
+    assert place_image("What colour is the square?") == "<image>\nWhat colour is the square?"
+    assert place_image("<image>\nWhat colour is the square?", "after") == "What colour is the square?\n<image>"
+    assert place_image("What?\n<image>", "before") == "<image>\nWhat?"
+    with pytest.raises(ValueError, match="image must be one of"):
+        place_image("What?", "middle")

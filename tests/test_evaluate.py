@@ -76,7 +76,7 @@ def test_accuracy_scores_the_answer_style_the_model_was_taught(monkeypatch):
     truth = {(scene.seed, qa.question): qa for category in evaluate.SHORT_KEYS
              for scene, qa in evaluate._draw("test", 12, 0, category)}
     for taught in teacher.ANSWER_STYLES:
-        monkeypatch.setattr(evaluate, "answer", lambda model, tok, scenes, questions, max_new_tokens=12:
+        monkeypatch.setattr(evaluate, "answer", lambda model, tok, scenes, questions, max_new_tokens=12, image="before":
                             [truth[(s.seed, q)].reply(taught) for s, q in zip(scenes, questions)])
         for scored in teacher.ANSWER_STYLES:
             result = evaluate.accuracy(None, tokenizer, "test", 12, answers=scored, free_form=False)

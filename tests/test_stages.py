@@ -64,6 +64,24 @@ def test_trainable_counts_per_stage():
         freeze(model, 3)
 
 
+def test_train_lm_overrides_the_stage_for_the_lm_only():
+    model = tiny_model()
+    frozen_lm, lm_in_stage1 = freeze(model, 2, train_lm=False), freeze(model, 1, train_lm=True)
+    assert frozen_lm == freeze(model, 1) and lm_in_stage1 == freeze(model, 2)
+
+
+def test_stage2_examples_can_put_the_image_after_the_question():
+    tokenizer, seeds = load_tokenizer(), world.split_seeds("train", 2)
+    before = stages.examples(2, seeds, tokenizer, 4, types=("conversation",))
+    after = stages.examples(2, seeds, tokenizer, 4, types=("conversation",), image="after")
+    image = tokenizer.image_token_id
+    for b, a in zip(before, after):
+        supervised = [[t for t in x.sample.labels if t != -100] for x in (b, a)]
+        assert supervised[0] == supervised[1]  # the same answers to learn
+        first_b, first_a = b.sample.input_ids.index(image), a.sample.input_ids.index(image)
+        assert first_a > first_b and a.sample.input_ids.count(image) == 4
+
+
 class _Stop(Exception):
     pass
 

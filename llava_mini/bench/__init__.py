@@ -32,7 +32,7 @@ import torch
 from PIL import Image
 
 from llava_mini import teacher, world
-from llava_mini.conversation import build_prompt, collate
+from llava_mini.conversation import build_prompt, collate, place_image
 from llava_mini.world import Scene, SymbolicContext
 
 DATA_DIR = Path(__file__).parent / "data"
@@ -166,16 +166,17 @@ def load(name: str = "in", root: Path = DATA_DIR) -> list[Item]:
 
 
 @torch.no_grad()
-def answer(model, tokenizer, items: list[Item], batch_size: int = 32, progress=None) -> list[str]:
-    """The model's greedy single-turn answers (Assistant 2), `<image>\\n` + question in the Vicuna-v1 format,
-    batched by type (each type has its own answer length). `progress(k)` is called after k more answers."""
+def answer(model, tokenizer, items: list[Item], batch_size: int = 32, progress=None, image: str = "before") -> list[str]:
+    """The model's greedy single-turn answers (Assistant 2), `<image>\\n` + question in the Vicuna-v1 format
+    (or the image after the question: `image="after"`), batched by type (each type has its own answer length).
+    `progress(k)` is called after k more answers."""
     model.eval()
     replies: dict[int, str] = {}
     for category in TYPES:
         group = [it for it in items if it.category == category]
         for i in range(0, len(group), batch_size):
             chunk = group[i:i + batch_size]
-            prompts = [build_prompt([{"from": "human", "value": "<image>\n" + it.question}], tokenizer,
+            prompts = [build_prompt([{"from": "human", "value": place_image(it.question, image)}], tokenizer,
                                     model.num_image_tokens) for it in chunk]
             batch = collate(prompts, tokenizer.pad_token_id, padding_side="left")
             pixels = world.pixel_values(np.stack([it.image for it in chunk]))  # (B, 3, H, W)
