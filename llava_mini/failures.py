@@ -225,13 +225,18 @@ def key_items(seeds, keys: dict[str, int] | None, retrieve: bool, seed: int = 0)
     return items
 
 
+def _human(item: Item) -> dict:
+    """The item's first (and only) human turn: its images' placeholders, then the question."""
+    return {"from": "human", "value": multi_image_prompt(item.question, len(item.scenes))}
+
+
 class Items:
     """Endless shuffled training batches of items for `train.fit`: Vicuna-v1 chats (loss on the answer), the
     images of each row in order (`pixel_values` lists them row by row, as `LlavaMini.embed` fills them)."""
 
     def __init__(self, items: list[Item], tokenizer, num_image_tokens: int, batch_size: int, seed: int = 0):
-        self.samples = [build_chat([{"from": "human", "value": multi_image_prompt(it.question, len(it.scenes))},
-                                    {"from": "gpt", "value": it.answer}], tokenizer, num_image_tokens) for it in items]
+        self.samples = [build_chat([_human(it), {"from": "gpt", "value": it.answer}], tokenizer, num_image_tokens)
+                        for it in items]
         self.pixels = [world.pixel_values(world.render_batch(it.scenes)) for it in items]  # each (k, 3, H, W)
         self.pad_id, self.batch_size, self.rng = tokenizer.pad_token_id, batch_size, np.random.default_rng(seed)
         self.order: list[int] = []
@@ -257,19 +262,18 @@ def choose(model, tokenizer, items: list[Item], batch_size: int = 64) -> np.ndar
     scores = np.zeros(len(rows))
     for start in range(0, len(rows), batch_size):
         chunk = rows[start:start + batch_size]
-        samples = [build_chat([{"from": "human", "value": multi_image_prompt(items[i].question, len(items[i].scenes))},
-                               {"from": "gpt", "value": text}], tokenizer, model.num_image_tokens) for i, text in chunk]
+        samples = [build_chat([_human(items[i]), {"from": "gpt", "value": text}], tokenizer, model.num_image_tokens)
+                   for i, text in chunk]
         batch = collate(samples, tokenizer.pad_token_id)
         pixels = torch.cat([world.pixel_values(world.render_batch(items[i].scenes)) for i, _ in chunk])
         logits = model(batch["input_ids"], pixels, batch["attention_mask"]).logits[:, :-1]  # (B, T-1, V)
         labels = batch["labels"][:, 1:]  # (B, T-1)
         logp = torch.log_softmax(logits.float(), -1).gather(-1, labels.clamp(min=0)[..., None])[..., 0]
         scores[start:start + len(chunk)] = (logp * (labels >= 0)).sum(1).numpy()  # (B,)
-    right, best, at = np.zeros(len(items), dtype=int), {}, 0
+    right, at = np.zeros(len(items), dtype=int), 0
     for i, it in enumerate(items):
-        n = 1 + len(it.others)
-        best[i], at = scores[at:at + n], at + n
-        right[i] = int(best[i][0] > best[i][1:].max()) if it.others else 1
+        own, at = scores[at:at + 1 + len(it.others)], at + 1 + len(it.others)  # the right answer's score first
+        right[i] = int(own[0] > own[1:].max()) if it.others else 1
     return right
 
 
@@ -280,8 +284,7 @@ def generate(model, tokenizer, items: list[Item], max_new_tokens: int = 24, batc
     replies = []
     for start in range(0, len(items), batch_size):
         chunk = items[start:start + batch_size]
-        prompts = [build_prompt([{"from": "human", "value": multi_image_prompt(it.question, len(it.scenes))}],
-                                tokenizer, model.num_image_tokens) for it in chunk]
+        prompts = [build_prompt([_human(it)], tokenizer, model.num_image_tokens) for it in chunk]
         batch = collate(prompts, tokenizer.pad_token_id, padding_side="left")
         pixels = torch.cat([world.pixel_values(world.render_batch(it.scenes)) for it in chunk])
         out = model.generate(batch["input_ids"], pixels, batch["attention_mask"], max_new_tokens=max_new_tokens,

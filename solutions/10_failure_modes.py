@@ -235,8 +235,8 @@ for category in CATEGORIES:
 #
 # The projector zoo has a mean-pool baseline (`projector.MeanPoolProjector`: one token, $W \cdot \overline{Z_v}$).
 # Training a model on it takes longer than this notebook has (while the notebook was written, a mean-pool model
-# fine-tuned for longer than section 2's runs still gave the same answers whatever the image), so here is the
-# argument instead, measured on the representations themselves.
+# fine-tuned for four times as long as section 2's runs still said yes about as often whatever the scene held), so
+# here is the argument instead, measured on the representations themselves.
 # Take **twins**: a yes scene (red circle, blue square) and its foil (red square, blue circle), with the same cells,
 # sizes and jitter, differing only in which shape carries which colour. A reader can tell a twin pair apart only if
 # their representations differ. Compare how far apart the twins are, against two unrelated scenes, for
