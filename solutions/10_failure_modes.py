@@ -39,8 +39,8 @@
 #
 # ### Time
 # About **60 minutes**: 35 of reading, three exercises of 5 minutes, three study questions. Running every cell
-# (strict `pytest --nbval`) took 133 and 137 s, twice in a row, on 2 CPU cores shared with two other engineers'
-# training jobs (load average about 5). Seven short training runs (100 to 200 steps of 32 questions each, from the
+# (strict `pytest --nbval`) took 133, 137 and 128 s over three runs, the first two back to back, on 2 CPU cores
+# shared with two other engineers' training jobs (load average 4 to 5). Seven short training runs (100 to 200 steps of 32 questions each, from the
 # zoo's `llava-mini`, on one thread) take most of it; each prints its loss every 40 steps while it trains (a log, not
 # compared when the notebook is graded).
 #
