@@ -171,7 +171,7 @@ def _add_train(sub):
     _add_train_args(p, "STAGE1_TRAIN / stage2_train(types, epochs)")
 
     def run(args):
-        from llava_mini import jobs, recipe, stages, zoo
+        from llava_mini import jobs, recipe, stages, train, zoo
 
         if args.stage == 1:
             vision, lm = zoo.load(args.vision, kind="clip").vision, zoo.load(args.lm, kind="lm")
@@ -184,8 +184,11 @@ def _add_train(sub):
         epochs = recipe.STAGE2_EPOCHS if args.epochs is None else args.epochs
         cfg = _train_config(args, recipe.STAGE1_TRAIN if args.stage == 1 else recipe.stage2_train(types, epochs))
         scenes = recipe.stage2_scenes(types) if args.stage == 2 else recipe.STAGE1_SCENES
-        metrics = stages.train(model, args.stage, cfg, scenes, types, teacher=recipe.TEACHER, log=_stderr)
-        _save(args, model, metrics, components, answers=recipe.TEACHER.answers)
+        with train.process_group(cfg.device) as rank:  # torchrun: one process per device, DistributedDataParallel
+            metrics = stages.train(model, args.stage, cfg, scenes, types, teacher=recipe.TEACHER,
+                                   log=_stderr if rank == 0 else None)
+        if rank == 0:
+            _save(args, model, metrics, components, answers=recipe.TEACHER.answers)
 
     p.set_defaults(func=run)
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 import os
 import sys
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
@@ -113,6 +113,20 @@ def distributed() -> tuple[int, int]:
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         return torch.distributed.get_rank(), torch.distributed.get_world_size()
     return 0, 1
+
+
+@contextmanager
+def process_group(device: str = "auto"):
+    """Under `torchrun` (WORLD_SIZE > 1 in the environment): initialise torch.distributed for `fit` — NCCL on CUDA,
+    gloo on CPU — yield this process's rank, and tear the group down afterwards. Elsewhere: yield 0, do nothing."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        yield 0
+        return
+    torch.distributed.init_process_group("nccl" if resolve_device(device).type == "cuda" else "gloo")
+    try:
+        yield torch.distributed.get_rank()
+    finally:
+        torch.distributed.destroy_process_group()
 
 
 def _all_reduce_sum(value: float | int, device: torch.device) -> float:

@@ -71,3 +71,25 @@ def test_two_processes_equal_one_with_the_same_global_batch(tmp_path, grad_accum
         torch.testing.assert_close(ddp["state"][name], value, rtol=1e-5, atol=1e-6, msg=name)
         moved += not torch.equal(value, tiny_model().state_dict()[name])
     assert moved > 0  # the comparison is about trained weights
+
+
+@pytest.mark.slow  # two stage-1 data builds at once: about a minute on 2 cores
+def test_torchrun_launch_of_the_train_command_equals_one_process(tmp_path):
+    """`torchrun -m llava_mini.cli train` (2 CPU processes, gloo) writes the W of one process with --grad-accum 2."""
+    import os
+    import subprocess
+    import sys
+
+    from safetensors.torch import load_file
+
+    common = ["train", "--stage", "1", "--steps", "3", "--batch-size", "4", "--device", "cpu"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port",
+                    str(free_port()), "-m", "llava_mini.cli", *common, "--out", "ddp"],
+                   cwd=tmp_path, env=env, check=True, capture_output=True)
+    subprocess.run([sys.executable, "-m", "llava_mini.cli", *common, "--grad-accum", "2", "--out", "one"],
+                   cwd=tmp_path, env=env, check=True, capture_output=True)
+    ddp, one = (load_file(tmp_path / name / "model.safetensors") for name in ("ddp", "one"))
+    assert ddp.keys() == one.keys() and "projector.weight" in ddp
+    for name in ddp:
+        torch.testing.assert_close(ddp[name], one[name], rtol=1e-5, atol=1e-6, msg=name)
