@@ -28,13 +28,14 @@ from llava_mini.llava import LlavaConfig, LlavaMini
 from llava_mini.lm import IGNORE_INDEX, LMConfig
 from llava_mini.vision import VisionConfig
 
-CONFIGS = ("zoo", "large", "tiny")  # tiny: the tests' configuration (seconds)
+CONFIGS = ("zoo", "large", "gpu", "tiny")  # tiny: the tests' configuration (seconds)
 CACHE_TOKENS = (64, 256)
 
 
 def build_model(config: str, tokenizer, seed: int = 0) -> LlavaMini:
-    """The zoo's trained llava-mini ("zoo"), or its vision tower under a ~10 M-parameter LM ("large"), or a
-    tiny random model ("tiny"); random weights are seeded."""
+    """The zoo's trained llava-mini ("zoo"), or its vision tower under a ~10 M-parameter LM ("large"), or a GPU-sized
+    model ("gpu": 64-px images in 64 patches, a 256-wide 6-block ViT and a 512-wide 8-block LM, 30 M parameters), or
+    a tiny random model ("tiny"); random weights are seeded."""
     if config not in CONFIGS:
         raise ValueError(f"--config must be one of {', '.join(CONFIGS)}, got {config!r}")
     from llava_mini import zoo
@@ -46,6 +47,9 @@ def build_model(config: str, tokenizer, seed: int = 0) -> LlavaMini:
     if config == "large":  # 8 × 320-wide Llama blocks (5 heads of 64): 10.2 M parameters with the embeddings
         lm = LMConfig(vocab_size=len(tokenizer), dim=320, layers=8, heads=5)
         vision = zoo_cfg.vision
+    elif config == "gpu":
+        lm = LMConfig(vocab_size=len(tokenizer), dim=512, layers=8, heads=8)
+        vision = VisionConfig(image_size=64, patch_size=8, width=256, layers=6, heads=4)
     else:
         lm = LMConfig(vocab_size=len(tokenizer), dim=32, layers=1, heads=2)
         vision = VisionConfig(image_size=32, patch_size=16, width=32, layers=2, heads=2, intermediate=64)

@@ -74,7 +74,7 @@ def test_too_long_a_generation_is_one_line_error(capsys):
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    ({"config": "huge"}, "--config must be one of zoo, large, tiny, got 'huge'"),
+    ({"config": "huge"}, "--config must be one of zoo, large, gpu, tiny, got 'huge'"),
     ({"repeats": 0}, "repeats must be an integer >= 1, got 0"),
     ({"warmup": -1}, "warmup must be an integer >= 0, got -1"),
     ({"cache_tokens": ()}, "cache_tokens must be integers >= 1, got ()"),
@@ -83,3 +83,13 @@ def test_too_long_a_generation_is_one_line_error(capsys):
 def test_bad_arguments_raise_value_error(kwargs, message):
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
         benchmark.run_benchmark(**{"config": "tiny", **kwargs})
+
+
+def test_the_gpu_configuration_has_tens_of_millions_of_parameters_and_64_px_images():
+    from llava_mini.tokenizer import load_tokenizer
+
+    model = benchmark.build_model("gpu", load_tokenizer())
+    n = sum(p.numel() for p in model.parameters())
+    assert 20e6 < n < 60e6 and model.config.vision.image_size == 64 and model.num_image_tokens == 64
+    batch = benchmark.make_batch(model, 2, 8)
+    assert model(**batch).loss.isfinite()
