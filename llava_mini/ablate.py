@@ -141,9 +141,7 @@ def score(model, arm: Arm) -> dict:
     items = bench.load("in")
     pairs, failures = judge_all(items, bench.answer(model, tokenizer, items, image=arm.image), RuleJudge())
     by_type = {t: relative_score([p for p, it in zip(pairs, items) if it.category == t]) for t in bench.TYPES}
-    keys = (*evaluate.SHORT_KEYS, "overall", "existence_yes", "existence_no", "conjunction_foil", "description",
-            "reasoning")
-    return {"accuracy": {k: acc[k] for k in keys}, "correct": acc["correct"],
+    return {"accuracy": {k: acc[k] for k in evaluate.JSON_KEYS if k != "n"}, "correct": acc["correct"],
             "image_swapped": {k: swapped[k] for k in (*evaluate.SHORT_KEYS, "overall")},
             "lm_own_task": {k: own[k] for k in (*evaluate.SHORT_KEYS, "overall")},
             "relative_score": {"overall": relative_score(pairs), **by_type}, "bench_pairs": pairs,
@@ -220,6 +218,4 @@ def paired_difference(a: np.ndarray, b: np.ndarray, n_boot: int = 2000, seed: in
     if a.shape != b.shape or a.ndim != 2:
         raise ValueError(f"expected two (seeds, questions) arrays of one shape, got {a.shape} and {b.shape}")
     diff = (b - a).mean(axis=0)  # (questions,)
-    idx = np.random.default_rng(seed).integers(0, len(diff), size=(n_boot, len(diff)))
-    low, high = np.percentile(diff[idx].mean(axis=1), [2.5, 97.5])
-    return float(diff.mean()), float(low), float(high)
+    return float(diff.mean()), *evaluate.bootstrap_ci(diff, n_boot, seed)

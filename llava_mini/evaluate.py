@@ -196,6 +196,15 @@ def accuracy(model, tokenizer, split: str = "test", n: int = 300, seed: int = 0,
     return result
 
 
+def bootstrap_ci(values, n_boot: int = 2000, seed: int = 0) -> tuple[float, float]:
+    """95% percentile interval of the mean of `values` (one score per question), resampling the questions with
+    replacement `n_boot` times."""
+    values = np.asarray(values, dtype=float)
+    idx = np.random.default_rng(seed).integers(0, len(values), size=(n_boot, len(values)))  # (n_boot, n)
+    low, high = np.percentile(values[idx].mean(axis=1), [2.5, 97.5])
+    return float(low), float(high)
+
+
 def _free_form(model, tokenizer, split: str, n: int, seed: int, result: dict, examples: dict, image: str) -> None:
     """The `description` F1 and `reasoning` scores (and examples) of `accuracy`, in place."""
     scenes = [world.sample_scene(s) for s in world.SPLITS[split][seed:seed + n]]

@@ -14,7 +14,8 @@ that test a LlavaMini where LLaVA is weak, and the batching and scoring they nee
   shows (each colour's key number), with the facts in the prompt (`facts`, retrieval) or without (fine-tuning).
 
 Every task is a list of `Item`s (images, question, answer); `Items` batches them for `train.fit`, `choose` scores
-them by forced choice among candidate answers, `bootstrap_ci` gives a 95% interval over items.
+them by forced choice among candidate answers, `bootstrap_ci` (`evaluate.bootstrap_ci`) and `diff_ci` give
+95% intervals over items.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import torch
 from torch import nn
 
 from llava_mini import evaluate, teacher, world
+from llava_mini.evaluate import bootstrap_ci  # noqa: F401  (notebook 10 calls it as failures.bootstrap_ci)
 from llava_mini.conversation import IMAGE, build_chat, build_prompt, collate
 
 DIRECTIONS = ("to the left of", "to the right of", "above", "below")  # where an object ends, from where it began
@@ -298,14 +300,6 @@ def exact(model, tokenizer, items: list[Item]) -> np.ndarray:
     replies = generate(model, tokenizer, items, max_new_tokens=evaluate.MAX_REPLY_TOKENS["sentence"])
     same = [evaluate.normalise(r) == evaluate.normalise(it.answer) for r, it in zip(replies, items)]
     return np.array(same, dtype=int)
-
-
-def bootstrap_ci(values, n_boot: int = 2000, seed: int = 0) -> tuple[float, float]:
-    """95% percentile interval of the mean of `values` (one per item), resampling items with replacement."""
-    values = np.asarray(values, dtype=float)
-    idx = np.random.default_rng(seed).integers(0, len(values), size=(n_boot, len(values)))  # (n_boot, n)
-    low, high = np.percentile(values[idx].mean(axis=1), [2.5, 97.5])
-    return float(low), float(high)
 
 
 def diff_ci(a, b, paired: bool = True, n_boot: int = 2000, seed: int = 0) -> tuple[float, float]:
