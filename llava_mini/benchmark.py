@@ -8,7 +8,10 @@ and transformers' model is loaded from there (nothing downloaded), so both compu
 - `generate`: greedy tokens/s, LlavaMini.generate vs transformers' `generate` with its cache;
 - `cache`: the KV cache's own speed-up (LlavaMini, cached vs uncached) at 64 and 256 new tokens;
 - `memory`: the peak bytes of one training step (CPU: the allocator's live bytes seen by the profiler;
-  CUDA: `torch.cuda.max_memory_allocated`).
+  CUDA: `torch.cuda.max_memory_allocated`);
+- `bf16` (on CUDA, or when asked for): LlavaMini's training step under bf16 autocast, eager and wrapped in
+  `torch.compile`: tokens/s and MFU, the model FLOPs of a step (counted by `torch.utils.flop_counter` over
+  one forward and backward) per second over the GPU's dense bf16 peak.
 
 Every time is the median of `repeats` repetitions after warm-up, ours and theirs interleaved in each
 repetition so that machine noise hits both. Ratios are ours/theirs in speed: above 1 LlavaMini is faster.
@@ -30,6 +33,9 @@ from llava_mini.vision import VisionConfig
 
 CONFIGS = ("zoo", "large", "gpu", "tiny")  # tiny: the tests' configuration (seconds)
 CACHE_TOKENS = (64, 256)
+# Dense bf16 tensor-core peaks from the vendors' datasheets (TFLOP/s, without sparsity), matched in this order
+# against `torch.cuda.get_device_name`; `--peak-tflops` overrides (another GPU, or a power-capped one).
+PEAK_BF16_TFLOPS = (("H100 PCIe", 756.0), ("H100", 989.4), ("H200", 989.4), ("A100", 312.0), ("L4", 121.0))
 
 
 def build_model(config: str, tokenizer, seed: int = 0) -> LlavaMini:
@@ -134,10 +140,54 @@ def _peak_bytes(fn, device) -> int:
     return peak
 
 
+def peak_tflops(device_name: str) -> float | None:
+    """The dense bf16 peak of a GPU named `device_name` (None: not in `PEAK_BF16_TFLOPS`)."""
+    return next((tflops for key, tflops in PEAK_BF16_TFLOPS if key in device_name), None)
+
+
+def step_flops(model: LlavaMini, batch: dict) -> int:
+    """Model FLOPs of one training step: the matrix products and attention of one forward and backward
+    (`torch.utils.flop_counter`, which counts a multiply-add as 2); the optimizer's few element-wise FLOPs are not
+    model FLOPs (PaLM's MFU convention)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        model(**batch).loss.backward()
+    model.zero_grad(set_to_none=True)
+    return counter.get_total_flops()
+
+
+def bf16_throughput(model: LlavaMini, batch: dict, repeats: int, warmup: int, device: torch.device,
+                    peak: float | None) -> dict:
+    """Tokens/s and MFU of AdamW training steps under bf16 autocast, eager and `torch.compile`d (`peak`: the
+    device's TFLOP/s; None leaves `mfu` out as null). Tokens: every position of the padded batch."""
+    flops = step_flops(model, batch)
+    tokens = batch["input_ids"].numel()
+    fused = {"fused": True} if device.type == "cuda" else {}
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, **fused)
+    result = {"flops_per_step": flops, "tokens_per_step": tokens, "peak_tflops": peak}
+    for name, runner in (("eager", model), ("compiled", torch.compile(model))):
+        def step():
+            optimizer.zero_grad(set_to_none=True)
+            with torch.autocast(device.type, dtype=torch.bfloat16):
+                loss = runner(**batch).loss
+            loss.backward()
+            optimizer.step()
+        first = _timed(step, device)  # the compiled model compiles here
+        seconds = _interleaved({name: step}, repeats, warmup, device)[name]
+        result[name] = {"step_s": seconds, "first_step_s": first, "tokens_per_s": tokens / seconds,
+                        "mfu": flops / seconds / (peak * 1e12) if peak else None}
+    result["compile_speedup"] = result["eager"]["step_s"] / result["compiled"]["step_s"]
+    return result
+
+
 def run_benchmark(config: str = "zoo", repeats: int = 5, steps: int = 2, batch_size: int = 32,
                   text_tokens: int = 32, new_tokens: int = 64, cache_tokens=CACHE_TOKENS, warmup: int = 1,
-                  device: str = "cpu", seed: int = 0) -> dict:
-    """The figures of the module docstring as one JSON-ready dict (keys in the README's Performance section)."""
+                  device: str = "cpu", seed: int = 0, bf16: bool | None = None,
+                  peak: float | None = None) -> dict:
+    """The figures of the module docstring as one JSON-ready dict (keys in the README's Performance section).
+    `bf16`: measure the bf16 eager/compiled steps (default: on CUDA only); `peak`: the device's dense bf16
+    TFLOP/s for MFU (default: `PEAK_BF16_TFLOPS` by device name on CUDA, none on CPU)."""
     for name, value, low in (("repeats", repeats, 1), ("steps", steps, 1), ("batch_size", batch_size, 1),
                              ("text_tokens", text_tokens, 2), ("new_tokens", new_tokens, 1), ("warmup", warmup, 0)):
         if not isinstance(value, int) or value < low:
@@ -148,6 +198,8 @@ def run_benchmark(config: str = "zoo", repeats: int = 5, steps: int = 2, batch_s
         raise ValueError("--device cuda was asked for, but torch sees no CUDA device")
     if device not in ("cpu", "cuda"):
         raise ValueError(f"--device must be cpu or cuda, got {device!r}")
+    if peak is not None and not peak > 0:
+        raise ValueError(f"peak must be a number of TFLOP/s > 0, got {peak!r}")
     import transformers
     from transformers import GenerationConfig, LlavaForConditionalGeneration
 
@@ -204,11 +256,17 @@ def run_benchmark(config: str = "zoo", repeats: int = 5, steps: int = 2, batch_s
     memory = {name: _peak_bytes(_train_step(model, opt, batch, 1), dev)
               for name, model, opt in (("ours", ours, opt_ours), ("theirs", theirs, opt_theirs))}
 
+    name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu"
+    if peak is None and dev.type == "cuda":
+        peak = peak_tflops(name)
+    measure_bf16 = dev.type == "cuda" if bf16 is None else bf16
+    low_precision = bf16_throughput(ours, batch, repeats, warmup, dev, peak) if measure_bf16 else None
+
     count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
     cfg = ours.config
     return {
         "config": {
-            "name": config, "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
+            "name": config, "device": name,
             "threads": torch.get_num_threads(), "dtype": "float32", "torch": torch.__version__,
             "transformers": transformers.__version__,
             "params": {"total": count(ours), "vision": count(ours.vision), "projector": count(ours.projector),
@@ -229,6 +287,7 @@ def run_benchmark(config: str = "zoo", repeats: int = 5, steps: int = 2, batch_s
         "memory": {"ours_peak_bytes": memory["ours"], "theirs_peak_bytes": memory["theirs"],
                    "ratio": memory["ours"] / max(memory["theirs"], 1),
                    "how": "torch.cuda.max_memory_allocated" if dev.type == "cuda" else "profiler (CPU allocator)"},
+        "bf16": low_precision,
     }
 
 
@@ -244,4 +303,10 @@ def summary(result: dict) -> str:
     lines += [f"cache    {n} new tokens: {v['speedup']:.2f}x faster than uncached" for n, v in result["cache"].items()]
     lines.append(f"memory   peak of a training step: ours {m['ours_peak_bytes'] / 2**20:.1f} MiB, transformers "
                  f"{m['theirs_peak_bytes'] / 2**20:.1f} MiB ({m['how']})")
+    if b := result["bf16"]:
+        for name in ("eager", "compiled"):
+            mfu = f", MFU {b[name]['mfu']:.1%}" if b[name]["mfu"] is not None else ""
+            lines.append(f"bf16     {name}: {b[name]['tokens_per_s']:,.0f} tokens/s{mfu}")
+        lines.append(f"bf16     torch.compile: {b['compile_speedup']:.2f}x the eager step "
+                     f"(first compiled step {b['compiled']['first_step_s']:.1f} s)")
     return "\n".join(lines)

@@ -270,6 +270,10 @@ def _add_benchmark(sub):
                    help="new-token counts of the cache speed-up (default 64 256)")
     p.add_argument("--threads", type=_positive, default=None, help="torch threads (default: torch's own choice)")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    p.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=None,
+                   help="also time our step in bf16, eager and torch.compile'd, with MFU (default: on cuda only)")
+    p.add_argument("--peak-tflops", type=float, default=None,
+                   help="the device's dense bf16 TFLOP/s for MFU (default: looked up by GPU name)")
     p.add_argument("--json", action="store_true", help="print the figures as JSON (default: a summary)")
 
     def run(args):
@@ -281,7 +285,8 @@ def _add_benchmark(sub):
             torch.set_num_threads(args.threads)
         result = run_benchmark(args.config, repeats=args.repeats, steps=args.steps, batch_size=args.batch_size,
                                text_tokens=args.text_tokens, new_tokens=args.new_tokens,
-                               cache_tokens=tuple(args.cache_tokens), warmup=args.warmup, device=args.device)
+                               cache_tokens=tuple(args.cache_tokens), warmup=args.warmup, device=args.device,
+                               bf16=args.bf16, peak=args.peak_tflops)
         print(json.dumps(result, indent=2) if args.json else summary(result))
 
     p.set_defaults(func=run)
