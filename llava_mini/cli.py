@@ -166,7 +166,7 @@ def _add_train(sub):
     p.add_argument("--projector", default="linear", help="stage 1: linear | mlp2x_gelu | resampler | cls | mean")
     p.add_argument("--init", default="llava-mini-stage1", help="stage 2: the checkpoint to start from")
     p.add_argument("--epochs", type=_positive, help="stage 2: epochs over the records of --types (default: STAGE2_EPOCHS; "
-                                              "the zoo's llava-mini: --init llava-mini-conv-only --epochs 3)")
+                                              "the zoo's llava-mini: --init llava-mini-conv-only --epochs 6)")
     p.add_argument("--types", help="stage 2 instruction types, comma-separated (default: all three)")
     _add_train_args(p, "STAGE1_TRAIN / stage2_train(types, epochs)")
 

@@ -156,17 +156,17 @@ chat_about(1_100_009, [
 # **It looks things up in the image.** "Where is the blue square?" needs the model to find the square among the nine
 # image tokens and read that token's place; "What colour is the circle?" needs it to read the circle's token. Measured
 # on 300 held-out test questions per category, one question per fresh chat (the table below), `llava-mini` names the
-# right colour 91% of the time and the right shape 98% — a model that ignores the question and names some object's
+# right colour 90% of the time and the right shape 98% — a model that ignores the question and names some object's
 # colour scores 66%.
 #
 # **The content is still often wrong, and more so deep into a chat.** In the first chat the colour of the circle,
 # asked second, comes out as the diamond's; asked first in a fresh chat (two cells below) the same model says red.
 # The evaluation asks single-turn questions, the chats here go on turn after turn, and this small model is less
-# reliable the longer the chat. The second and third scenes show the other weak spots: a relation ("to the left of"),
-# its weakest category (67% right), and reasoning whose facts mix up the two objects before it concludes; the
-# description, too, gets a size wrong. It is a 430-thousand-parameter model trained on one CPU thread, and
-# the course's target for it — 95% on every question type — is not reached (`llava-mini zoo gates` lists every
-# target and the measured value). Keep that in mind through the course: a model with the right *form* and wrong
+# reliable the longer the chat. The description names the large diamond a small cross, and the third scene's
+# reasoning mixes up the two objects' facts before it concludes. The second scene's relation ("to the left of")
+# comes out right here, but relations are its weakest category (67% right). It is a 430-thousand-parameter model
+# trained on one CPU thread, and the course's target for it — 95% on every question type — is not reached
+# (`llava-mini zoo gates` lists every target and the measured value). Keep that in mind through the course: a model with the right *form* and wrong
 # *facts* is exactly what LLaVA's critics mean by hallucination (study questions 7 and 9), and notebooks 08–10
 # measure it properly.
 #
@@ -201,12 +201,12 @@ for row in rows:
 
 # %% [markdown]
 # Read the table like the paper's Table 4, column by column: stage 1 only; stage 2 on conversations alone; that model
-# trained on for three more epochs on the full mix of the three data types (the model you just chatted with). Three
+# trained on for six more epochs on the full mix of the three data types (the model you just chatted with). Three
 # things stand out.
 #
 # - **Instruction tuning is what makes the model answer from the image.** Stage 1 alone scores at or below the
 #   level of ignoring the question on every short category; stage 2 lifts colour and shape to 0.89–0.98.
-# - **Only the full mix writes descriptions and reasoning** (description F1 0.79, reasoning 0.54): the other two
+# - **Only the full mix writes descriptions and reasoning** (description F1 0.91, reasoning 0.58): the other two
 #   never saw those formats — Table 4's point that each data type teaches its own kind of answer.
 # - **The order mattered at this size.** LLaVA trains stage 2 on the three types in one pass. Trained that way from
 #   stage 1, our model never learnt existence questions (0.53: it told present from absent objects no better than

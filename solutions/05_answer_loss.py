@@ -45,9 +45,9 @@
 # the zoo's, and the only backward passes are single batches.
 #
 # ### Numbers to expect
-# The zoo's `llava-mini` ends stage 2 at a training loss near 0.07 per answer token and `llava-mini-stage1` ends stage 1
+# The zoo's `llava-mini` ends stage 2 at a training loss near 0.04 per answer token and `llava-mini-stage1` ends stage 1
 # near 0.21 per caption token (first code cell); a uniform guess over the tokenizer's 538 tokens would score
-# $\ln 538 \approx 6.29$. Section 5 finds `llava-mini` at 0.20 on a batch of training chats, with four implementations
+# $\ln 538 \approx 6.29$. Section 5 finds `llava-mini` at 0.16 on a batch of training chats, with four implementations
 # of the loss agreeing to five decimals; section 7 finds the older way of accumulating gradients off by a quarter of
 # the gradient's norm.
 

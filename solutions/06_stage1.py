@@ -408,7 +408,7 @@ for name, row in shares.items():
 # %% [markdown]
 # The manifest says the same on 300 test scenes: `llava-mini-stage1` captions at F1 0.71 but scores 0.14 on detailed
 # descriptions and 0 on reasoning, and answers 0.53 of the short questions right (colour, count, position ...). Stage 2
-# takes the descriptions to 0.79, reasoning to 0.54 and the short answers to 0.87 — and its captions drop (F1 0.39 in the
+# takes the descriptions to 0.91, reasoning to 0.58 and the short answers to 0.87 — and its captions drop (F1 0.37 in the
 # table above): stage 2 never asks for the bare `plain` caption again, so the format fades. LLaVA's Table 4 makes the same point
 # at scale: without instruction tuning, 21.5 on LLaVA-Bench (COCO) against 85.1 with it. Stage 1 makes the image
 # *readable*; following instructions about it is learned in stage 2, in the LLM's weights.

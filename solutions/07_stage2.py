@@ -52,9 +52,9 @@
 # ### Numbers to expect
 # The short run (150 steps of 32 chats from `llava-mini-stage1`, 10 to 18 s on one thread) takes the held-out loss per answer token
 # of descriptions from 6.0 to 0.7 and of reasoning from 8.5 to 1.3 (conversations stay at 0.15); it writes in the
-# teacher's forms, but cannot yet tell whether an object is there. The zoo's `llava-mini` (stage 1, then 4500 steps of conversations, then 1500 of the
-# full mix) answers 300 test questions per category at colour .907, shape .980, count .897, position .787,
-# existence .980, relation .667, with a description F1 of .787 and reasoning .537. Full fine-tuning of a 7B model
+# teacher's forms, but cannot yet tell whether an object is there. The zoo's `llava-mini` (stage 1, then 4500 steps of conversations, then 3000 of the
+# full mix) answers 300 test questions per category at colour .903, shape .980, count .893, position .810,
+# existence .977, relation .667, with a description F1 of .908 and reasoning .583. Full fine-tuning of a 7B model
 # with AdamW needs about 108 GB before activations; LLaVA's 13B about 209 GB.
 
 # %% [markdown]
@@ -264,7 +264,7 @@ plt.show()
 #
 # - `llava-mini-conv-only` = stage 1, then 4500 steps × 64 of conversations alone (12 epochs of 24000 scenes, lr
 #   1e-3);
-# - `llava-mini` = `llava-mini-conv-only`, then 1500 steps × 64 of the full mix (3 epochs of 24000 conversations,
+# - `llava-mini` = `llava-mini-conv-only`, then 3000 steps × 64 of the full mix (6 epochs of 24000 conversations,
 #   4000 descriptions and 4000 reasoning records).
 #
 # The scores are `evaluate.accuracy`'s: exact match of the sentence answer for the six short categories (100 test
@@ -393,11 +393,13 @@ plt.show()
 # margin still separates nothing (AUC .55), and relation fell (.53 → .14; we have not looked into why, one short
 # run). `conv-only` looks (AUC 1.00, existence .98, colour .84, shape .97), but was never taught the other two types:
 # asked for a description, it answers with one sentence (F1 .23), and it never reasons. `llava-mini` keeps the lookup
-# and adds them (F1 .77, reasoning .50); the example shows its reasoning can still walk to a wrong conclusion.
+# and adds them (F1 .91, reasoning .52); the example shows its reasoning reaching the right conclusion through a
+# false step (the yellow diamond "is a square").
 #
-# The curriculum has a price, in the second table: three epochs of the mix teach less description and reasoning
-# (F1 .79, reasoning .54) than the twelve-epoch full mix did (.96, .60), while colour (.87 → .91) and count
-# (.83 → .90) gain. A longer mix phase would likely buy some of it back; that is not measured. And the lesson is
+# The curriculum has a price, in the second table: six epochs of the mix teach a little less description and
+# reasoning (F1 .91, reasoning .58) than the twelve-epoch full mix did (.96, .60), while colour (.87 → .90) and count
+# (.83 → .89) gain. The length of the mix phase is what buys them back: three epochs gave F1 .79 and reasoning .54
+# (`docs/recipe_log.md`, sessions 8 and 10; one seed each). And the lesson is
 # about *our* scale, not LLaVA's: a 2-layer, 64-wide language model that first has to discover that it can look
 # things up in nine visual tokens. LLaVA's Vicuna already follows instructions, and CLIP's features are rich, so a
 # uniform mix works there; LLaVA's own ablation (Table 4: conversation only 73.8, full data 85.1) found the mix
