@@ -237,17 +237,17 @@ def test_a_rebuilt_zoo_fails_on_every_sentence_that_cites_a_number_it_changed(tm
 
 def test_an_edited_or_uncited_zoo_number_is_caught(tmp_path):
     root = _copy_texts(tmp_path)
-    _edit(root / "solutions/study_answers.md", "writes\nboth (0.54 and 0.79)", "writes\nboth (0.66 and 0.79)")
+    _edit(root / "solutions/study_answers.md", "writes\nboth (0.58 and 0.91)", "writes\nboth (0.66 and 0.91)")
     _edit(root / "solutions/study_answers.md", "3 × 2 × 3 = 18 runs).", "3 × 2 × 3 = 18 runs). The zoo's "
           "`llava-mini-conv-only` counts at 0.90 and 4.5 is not zoo.")
-    _edit(root / "solutions/quizzes/q07.json", "and llava-mini 1.00 and 0.97", "and llava-mini 0.80 and 0.97")
+    _edit(root / "solutions/quizzes/q07.json", "and llava-mini 1.00 and 0.96", "and llava-mini 0.80 and 0.96")
     found = zoo_numbers.problems(root)
-    assert any(p.startswith("solutions/study_answers.md: the quote “writes both (0.54 and 0.79)” is not there")
+    assert any(p.startswith("solutions/study_answers.md: the quote “writes both (0.58 and 0.91)” is not there")
                for p in found)
     uncited = {p.split(" in “")[0] for p in found if "does not say where it comes from" in p}
-    assert uncited == {"solutions/study_answers.md: 0.66", "solutions/study_answers.md: 0.79",
+    assert uncited == {"solutions/study_answers.md: 0.66", "solutions/study_answers.md: 0.91",
                        "solutions/study_answers.md: 0.90", "solutions/study_answers.md: 4.5",
-                       "solutions/quizzes/q07.json: 0.80", "solutions/quizzes/q07.json: 0.97"}
+                       "solutions/quizzes/q07.json: 0.80", "solutions/quizzes/q07.json: 0.96"}
     assert len(found) == 8  # and q07's quote that no longer holds 1.00
 
 
