@@ -636,8 +636,8 @@ nb10.check_study_q12(answer_study_q12)
 # - **(d)** A longer context window is the same thing as long-term memory.
 # - **(e)** Retrieval lets an answer be traced to the text it came from; parametric knowledge does not.
 # - **(f)** LLaVA retrieves from the web by default.
-# - **(g)** Fine-tuning and retrieval training, each mixed with ordinary questions, both cost a few points on the
-#   ordinary questions.
+# - **(g)** Fine-tuning in new facts and then their update, and retrieval training, each mixed with ordinary
+#   questions, both cost a few points on the ordinary questions.
 #
 # Return the letters of **all** true statements.
 
