@@ -159,24 +159,30 @@ def step_flops(model: LlavaMini, batch: dict) -> int:
 
 def bf16_throughput(model: LlavaMini, batch: dict, repeats: int, warmup: int, device: torch.device,
                     peak: float | None) -> dict:
-    """Tokens/s and MFU of AdamW training steps under bf16 autocast, eager and `torch.compile`d (`peak`: the
-    device's TFLOP/s; None leaves `mfu` out as null). Tokens: every position of the padded batch."""
+    """Tokens/s and MFU of AdamW training steps under bf16 autocast, eager and `torch.compile`d, timed interleaved
+    after each one's first step (`peak`: the device's TFLOP/s; None leaves `mfu` null). Tokens: every position of
+    the padded batch."""
     flops = step_flops(model, batch)
     tokens = batch["input_ids"].numel()
     fused = {"fused": True} if device.type == "cuda" else {}
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, **fused)
     result = {"flops_per_step": flops, "tokens_per_step": tokens, "peak_tflops": peak}
-    for name, runner in (("eager", model), ("compiled", torch.compile(model))):
+
+    def step_of(runner):
         def step():
             optimizer.zero_grad(set_to_none=True)
             with torch.autocast(device.type, dtype=torch.bfloat16):
                 loss = runner(**batch).loss
             loss.backward()
             optimizer.step()
-        first = _timed(step, device)  # the compiled model compiles here
-        seconds = _interleaved({name: step}, repeats, warmup, device)[name]
-        result[name] = {"step_s": seconds, "first_step_s": first, "tokens_per_s": tokens / seconds,
-                        "mfu": flops / seconds / (peak * 1e12) if peak else None}
+        return step
+
+    steps = {"eager": step_of(model), "compiled": step_of(torch.compile(model))}
+    first = {name: _timed(step, device) for name, step in steps.items()}  # the compiled model compiles here
+    seconds = _interleaved(steps, repeats, warmup, device)
+    for name in steps:
+        result[name] = {"step_s": seconds[name], "first_step_s": first[name], "tokens_per_s": tokens / seconds[name],
+                        "mfu": flops / seconds[name] / (peak * 1e12) if peak else None}
     result["compile_speedup"] = result["eager"]["step_s"] / result["compiled"]["step_s"]
     return result
 
