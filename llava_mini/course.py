@@ -311,7 +311,11 @@ def execute(nb, cwd: Path, *, allow_errors: bool = False, timeout: int = 900):
     km = KernelManager(kernel_name=CURRENT_ENV_KERNEL_NAME, kernel_spec_manager=NbvalKernelspecManager())
     client = NotebookClient(nb, km=km, timeout=timeout, allow_errors=allow_errors, record_timing=False,
                             store_widget_state=False, resources={"metadata": {"path": str(cwd)}})
-    client.execute(env=env, stderr=subprocess.DEVNULL)  # the kernel's own log ("running over TCP")
+    try:
+        client.execute(env=env, stderr=subprocess.DEVNULL)  # the kernel's own log ("running over TCP")
+    finally:  # nbclient shuts down only kernels of managers it made itself: one left per call filled the memory
+        if km.has_kernel:
+            km.shutdown_kernel(now=True)
     return nb
 
 

@@ -221,6 +221,21 @@ def assert_stub_fails_its_own_grader(path, index):
     assert error.ename == "AssertionError" and "is not done yet" in error.evalue, error.evalue
 
 
+def test_execute_shuts_its_kernel_down(tmp_path):
+    """Each stubbing test runs a notebook in a kernel of its own: one left alive per call (nbclient does not shut down
+    the kernel of a manager it was given) held 64 kernels at once and ran the test machine out of memory."""
+    import nbformat
+    import psutil
+
+    def kernels():
+        return {p.pid for p in psutil.Process().children(recursive=True) if p.status() != psutil.STATUS_ZOMBIE}
+
+    before = kernels()
+    nb = course.execute(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("print(6 * 7)")]), tmp_path)
+    assert nb.cells[0].outputs[0]["text"] == "42\n"
+    assert kernels() <= before
+
+
 @pytest.mark.parametrize("index", course.exercise_cells(course.read(DEMO)))
 def test_demo_stubbing_one_exercise_fails_its_own_grader_first(index):
     assert_stub_fails_its_own_grader(DEMO, index)
