@@ -22,6 +22,7 @@ from __future__ import annotations
 import statistics
 import tempfile
 import time
+from contextlib import nullcontext
 
 import numpy as np
 import torch
@@ -111,11 +112,13 @@ def _interleaved(fns: dict, repeats: int, warmup: int, device) -> dict[str, floa
     return {name: statistics.median(ts) for name, ts in times.items()}
 
 
-def _train_step(model, optimizer, batch, steps: int):
+def _train_step(model, optimizer, batch, steps: int, autocast=nullcontext):
     def run():
         for _ in range(steps):
             optimizer.zero_grad(set_to_none=True)
-            model(**batch).loss.backward()
+            with autocast():
+                loss = model(**batch).loss
+            loss.backward()
             optimizer.step()
     return run
 
@@ -168,16 +171,11 @@ def bf16_throughput(model: LlavaMini, batch: dict, repeats: int, warmup: int, de
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, **fused)
     result = {"flops_per_step": flops, "tokens_per_step": tokens, "peak_tflops": peak}
 
-    def step_of(runner):
-        def step():
-            optimizer.zero_grad(set_to_none=True)
-            with torch.autocast(device.type, dtype=torch.bfloat16):
-                loss = runner(**batch).loss
-            loss.backward()
-            optimizer.step()
-        return step
+    def bf16():
+        return torch.autocast(device.type, dtype=torch.bfloat16)
 
-    steps = {"eager": step_of(model), "compiled": step_of(torch.compile(model))}
+    steps = {"eager": _train_step(model, optimizer, batch, 1, bf16),
+             "compiled": _train_step(torch.compile(model), optimizer, batch, 1, bf16)}
     first = {name: _timed(step, device) for name, step in steps.items()}  # the compiled model compiles here
     seconds = _interleaved(steps, repeats, warmup, device)
     for name in steps:
