@@ -591,7 +591,7 @@ for name, relation, existence in rows:
 # answers every shape question (1.00) and most count, position and colour questions (0.88, 0.67, 0.65); without them it
 # gets 0.06, 0.09, 0.04 and 0.11. It reads the scene, the skill LLaVA borrows from Vicuna. Without a scene,
 # `vicuna-mini` meets a prompt it never saw in training; `plain-lm`, trained on exactly such prompts, answers from its
-# priors alone: 0.10 to 0.14 on colour, shape and position, and 0.53 on count.
+# priors alone: 0.09 to 0.14 on colour, shape and position, and 0.53 on count.
 #
 # Look also at what the cell tokens do *not* buy. On relation, all three models start 0.76 of their replies with "No"
 # — exactly the share of relation questions that ask yes or no — and they say "No" to every question whose answer is
