@@ -138,14 +138,36 @@ def score(model, arm: Arm) -> dict:
     acc = evaluate.accuracy(model, tokenizer, n=EVAL_N, answers=TEACHER.answers, image=arm.image)
     swapped = evaluate.accuracy(model, tokenizer, n=EVAL_N, answers=TEACHER.answers, image=other, free_form=False)
     own = evaluate.accuracy(model.lm, tokenizer, n=EVAL_N, answers=TEACHER.answers, free_form=False)
-    items = bench.load("in")
-    pairs, failures = judge_all(items, bench.answer(model, tokenizer, items, image=arm.image), RuleJudge())
-    by_type = {t: relative_score([p for p, it in zip(pairs, items) if it.category == t]) for t in bench.TYPES}
     return {"accuracy": {k: acc[k] for k in evaluate.JSON_KEYS if k != "n"}, "correct": acc["correct"],
             "image_swapped": {k: swapped[k] for k in (*evaluate.SHORT_KEYS, "overall")},
             "lm_own_task": {k: own[k] for k in (*evaluate.SHORT_KEYS, "overall")},
-            "relative_score": {"overall": relative_score(pairs), **by_type}, "bench_pairs": pairs,
-            "bench_failures": failures, "visual_tokens": model.num_image_tokens}
+            **bench_scores(model, arm), "visual_tokens": model.num_image_tokens}
+
+
+def bench_scores(model, arm: Arm) -> dict:
+    """LLaVA-Bench-mini (in distribution) under the rule judge: relative score overall and per type, and the
+    (reference, model) score of every question."""
+    items = bench.load("in")
+    pairs, failures = judge_all(items, bench.answer(model, load_tokenizer(), items, image=arm.image), RuleJudge())
+    by_type = {t: relative_score([p for p, it in zip(pairs, items) if it.category == t]) for t in bench.TYPES}
+    return {"relative_score": {"overall": relative_score(pairs), **by_type}, "bench_pairs": pairs,
+            "bench_failures": failures}
+
+
+def rejudge(name: str, seeds: int = 3, root: Path = ROOT) -> None:
+    """Score the bench again for every shipped run of ablation `name`, without training: after a change of the
+    judge, each run's result.json and its manifest entry take the new bench scores (the rest is kept)."""
+    check_name(name)
+    manifest = zoo.read_manifest(root)
+    for arm in ABLATIONS[name]:
+        for seed in range(seeds):
+            run_name = f"{arm.name}-s{seed}"
+            path = root / run_name / "result.json"
+            result = {**json.loads(path.read_text()), **bench_scores(zoo.load(run_name, root), arm)}
+            path.write_text(json.dumps(result, sort_keys=True) + "\n")
+            entry = manifest[run_name]
+            metrics = {**entry["metrics"], "relative_score": _rounded(result["relative_score"])}
+            zoo.record(run_name, entry["recipe"], metrics, root)
 
 
 def _run_one(arm: Arm, seed: int, root: Path, device: str, log) -> None:

@@ -298,6 +298,8 @@ def _add_ablate(sub):
     p.add_argument("--seeds", type=_positive, default=3, help="seeds per arm (default 3)")
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="cuda: the same code in bf16")
     p.add_argument("--root", type=Path, help="folder of the runs (default: the package's zoo/ablations)")
+    p.add_argument("--rejudge", action="store_true",
+                   help="train nothing: score the bench again for the runs there are (after a change of the judge)")
 
     def run(args):
         from statistics import mean, pstdev
@@ -305,7 +307,10 @@ def _add_ablate(sub):
         from llava_mini import ablate
 
         ablate.check_name(args.name)
-        table = ablate.run(args.name, args.seeds, args.root or ablate.ROOT, args.device)
+        if args.rejudge:
+            ablate.rejudge(args.name, args.seeds, args.root or ablate.ROOT)
+        table = (ablate.load(args.name, args.seeds, args.root or ablate.ROOT) if args.rejudge else
+                 ablate.run(args.name, args.seeds, args.root or ablate.ROOT, args.device))
         for arm, results in table.items():
             overall = [r["accuracy"]["overall"] for r in results]
             relative = [r["relative_score"]["overall"] for r in results]

@@ -45,6 +45,19 @@ def test_run_trains_scores_and_resumes(tiny, tmp_path):
     assert (tmp_path / "baseline-s0" / "result.json").stat().st_mtime_ns == stamp
 
 
+def test_rejudge_rescores_the_bench_and_keeps_the_rest(tiny, tmp_path, monkeypatch):
+    ablate.run("lm", seeds=1, root=tmp_path, progress=False)
+    before = json.loads((tmp_path / "frozen-lm-s0" / "result.json").read_text())
+    monkeypatch.setattr(ablate.RuleJudge, "review", lambda self, *args, **kw: "10 5\nhalf marks")
+    assert main(["ablate", "lm", "--seeds", "1", "--root", str(tmp_path), "--rejudge"]) in (0, None)
+    after = json.loads((tmp_path / "frozen-lm-s0" / "result.json").read_text())
+    assert after["relative_score"]["overall"] == 50 and after["bench_pairs"][0] == [10, 5]
+    assert {k: v for k, v in after.items() if not k.startswith(("bench", "relative"))} == {
+        k: v for k, v in before.items() if not k.startswith(("bench", "relative"))}
+    entry = zoo.read_manifest(tmp_path)["frozen-lm-s0"]
+    assert entry["metrics"]["relative_score"]["overall"] == 50 and zoo.verify(tmp_path) == []
+
+
 def test_load_names_the_command_that_makes_missing_runs(tmp_path):
     with pytest.raises(FileNotFoundError, match="llava-mini ablate projector --seeds 3"):
         ablate.load("projector", 3, tmp_path)

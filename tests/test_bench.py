@@ -68,6 +68,52 @@ def test_rule_judge_penalises_false_claims_omissions_and_wrong_conclusions(items
     assert score(complex_, "I do not know.") <= 2
 
 
+# Answers that must not score like right ones (an audit of the rule judge), by bench question id: hedges, a filler
+# sentence in place of reasoning, false steps behind a right conclusion, denials read as statements, false sizes.
+LOOPHOLES = [
+    (36, "yes or no.", 3), (39, "No, well, yes.", 3), (36, "yes, there is no purple diamond.", 3),
+    (12, "No, the yellow triangle is below the small blue diamond.", 3),
+    (33, "The red object is in the center or the bottom center.", 3),
+    (2, "Done. So the answer is no.", 7), (8, "Let me check. So the answer is yes or no.", 5),
+    (8, "Hmm. So the answer is yes. Actually no.", 5),
+    (2, "The blue object is the large purple circle in the top left. The small red square is the small green cross "
+        "in the bottom right. Both are in the middle row, so the answer is no.", 5),
+    (5, "The purple cross is the large purple cross in the middle left. The small green diamond in the middle right "
+        "is to the left of it. In total, 1 object is to the left of it, so the answer is 0.", 6),
+    (11, "The large red diamond in the top right is neither red nor a cross. No object is a red cross, so the answer "
+         "is no.", 6),
+    (1, "There are 2 objects in the image. There is no small red square in the middle left. There is no large blue "
+        "square in the middle right. The small red square is to the left of the large blue square.", 1),
+    (1, "There are 2 objects in the image. A large red square is in the middle left. In the middle right, there is a "
+        "small blue square. The red square is to the left of the blue square.", 5),
+]
+
+
+@pytest.mark.parametrize("qid, reply, at_most", LOOPHOLES)
+def test_rule_judge_does_not_pay_for_hedges_fillers_or_false_steps(items, qid, reply, at_most):
+    it = next(it for it in items if it.question_id == qid)
+    assert judge.rule_score(it.category, it.question, reply, it.scene.objects) <= at_most
+
+
+def test_rule_judge_pays_right_answers_in_other_words(items):
+    """A right conclusion named another way, British spelling, a count with its noun: full marks."""
+    by_id = {it.question_id: it for it in items}
+    for qid, old, new in ((14, "the answer is the yellow square.", "the answer is the large yellow square."),
+                          (53, "the answer is 2.", "the answer is 2 objects."), (33, "center", "centre")):
+        it = by_id[qid]
+        assert old in it.reference
+        assert judge.rule_score(it.category, it.question, it.reference.replace(old, new), it.scene.objects) == 10
+
+
+def test_padding_with_true_sentences_never_raises_a_rule_score(items):
+    for it in items:
+        t = it.scene.objects[0]
+        padded = it.reference + f" There is a {t.colour} {t.shape}." * 3
+        for reply in (it.reference, it.reference.replace("yes.", "no.")):
+            assert (judge.rule_score(it.category, it.question, reply + padded[len(it.reference):], it.scene.objects)
+                    <= judge.rule_score(it.category, it.question, reply, it.scene.objects))
+
+
 @pytest.mark.parametrize("review, expected", [
     ("8 7\nAssistant 1 is better.", (8.0, 7.0)), ("8,7", (8.0, 7.0)), ("7.5 9", (7.5, 9.0)),
     ("8/10 7/10\n", None), ("8\n7", None), ("Assistant 1: 8 Assistant 2: 7", None), ("8 7 6", None),
