@@ -274,7 +274,7 @@ plt.show()
 
 # %% [markdown] tags=["solution-only"]
 # **What (a) shows.** Freezing $f_\phi$ costs about 14 points of exact match (0.60 → 0.45 over the six categories,
-# paired interval about [−16, −12], twice the baseline's seed spread of 7), 16 points of relative score (51 → 35) and
+# paired interval about [−16, −12], twice the baseline's seed spread of 7), 13 points of relative score (51 → 38) and
 # most of the detailed description (F1 0.30 → 0.05): with only $W$ (4,160 parameters) trainable, stage 2 cannot
 # teach the LLM to look things up by colour or position (colour −31, position −24) nor a new answer format. The price
 # of training it is forgetting: on its own pre-training task, chats about bound cell tokens, the trained LLM drops from
@@ -346,7 +346,7 @@ plt.show()
 # %% [markdown] tags=["solution-only"]
 # **What (b) shows.** LLaVA-1.5's two-layer MLP is the one clear gain: +8.7 points of exact match (paired interval about
 # [+7, +10], beyond the seed spread of 7), on every category the short run learns — shape +17, colour +12, position
-# +10, count +6, relation +6 — with twice the parameters of $W$ (8,320 vs 4,160); the relative score moves +3, within
+# +10, count +6, relation +6 — with twice the parameters of $W$ (8,320 vs 4,160); the relative score moves +2, within
 # noise. The resamplers (about 21,000 parameters) change less. With 9 queries, +3 (interval above 0, but inside the
 # seed spread). With 3 queries — a third of the visual tokens — the total does not move (+0.6), but it is a trade:
 # shape −13, colour +10. What the literature predicts, that few queries lose *where* things are (Honeybee's
@@ -450,7 +450,7 @@ torch.set_num_threads(2)
 # with the image first and 2% with it after the question, and the short image-first arms collapse the same way
 # (0.60 → about 0.02). The reverse is much milder: the arm trained with the image *after* the question still answers
 # about 0.47 with the image first. Matched, the image-after arm is 11 points below the image-first one in exact match
-# (beyond the seed spread) and equal in relative score (51 vs 51). The largest part of the gap, about half, is relation
+# (beyond the seed spread) and equal in relative score (51 vs 50). The largest part of the gap, about half, is relation
 # (0.48 → 0.16); count (0.75 → 0.60) and shape (0.74 → 0.62) give most of the rest (the ablation manifest, mean of 3 seeds).
 # Its replies show why: both arms answer most relation questions "No", but the image-after arm restates the wrong
 # referent — "Is the yellow circle to the left of the green object?" → "No, the yellow circle is not to the left of
@@ -472,8 +472,8 @@ summary("stage1")
 
 # %% [markdown] tags=["solution-only"]
 # **What (e) shows.** Skipping stage 1 costs about 9 points of exact match (−8.6, interval about [−10, −7], beyond the
-# seed spread of 7.4) and 7 of relative score (an interval that excludes 0, but inside that score's seed spread of
-# 7.7). Nearly all of it is colour and shape (−20 and −19), the attributes stage 1's captions name, and the detailed
+# seed spread of 7.4) and 7 of relative score (−6.6, an interval that excludes 0 and, just, the seed spread of that score,
+# 5.8). Nearly all of it is colour and shape (−20 and −19), the attributes stage 1's captions name, and the detailed
 # description (F1 0.30 → 0.08); count and position move less (−3, −7). The direction agrees with the paper (ScienceQA
 # −5.11 without pre-training); the size does not transfer, since our no-stage-1 arm also had 800 fewer steps. A
 # compute-matched control (1,400 stage-2 steps from a fresh $W$) was not run.

@@ -287,10 +287,11 @@ def _step_true(kind: str, m: re.Match, question, things) -> bool | None:
         ordered = first < second if m[3] in ("to the left of", "above") else first > second
         return ordered and bool(refs) and all(t is not None for t in refs) and [
             names[getattr(t, axis)] for t in refs] == [m[1], m[4]]
-    if kind in ("total", "none_other"):
+    if kind == "total":
         solved = solve(question, things)
-        count = "0" if kind == "none_other" else m[1]
-        return solved is not None and solved[1] == count if kind == "total" else len(things) == 1
+        return solved is not None and solved[1] == m[1]
+    if kind == "none_other":
+        return len(things) == 1
     if kind in ("found", "not_found"):
         return any((t.colour, t.shape) == (m[1], m[2]) for t in things) == (kind == "found")
     return None
