@@ -43,7 +43,7 @@
 # ### Numbers to expect
 # With the offline rule-based judge, the zoo's `llava-mini` scores about 75 relative to the text-only teacher on the
 # in-distribution bench (the paper: 85.1), conversation-only about 55 (73.8), no instruction tuning about 41 (21.5);
-# the out-of-distribution bench costs `llava-mini` about 9 points.
+# the out-of-distribution bench costs `llava-mini` about 10 points.
 
 # %% [markdown]
 # ## 0. Set-up
@@ -276,7 +276,7 @@ print(f"llava-mini: in-distribution {in_score:.1f}, OOD {ood_score:.1f} {np.roun
 print("exact match on OOD:", scores.exact_match(ood, ood_replies))
 
 # %% [markdown] tags=["solution-only"]
-# The OOD bench costs `llava-mini` about 9 points overall (75 to 66). The crowded scenes cost the most (56): counts
+# The OOD bench costs `llava-mini` about 10 points overall (75 to 66). The crowded scenes cost the most (55): counts
 # of 4 and 5 were never an answer in training, and descriptions of five objects omit some (exact match: count .67,
 # description F1 .53 against 1.0 and .86 in distribution). Three times the pixel noise costs little (76): the
 # colours stay far apart in RGB and each image token still covers one cell.

@@ -86,6 +86,14 @@ LOOPHOLES = [
         "square in the middle right. The small red square is to the left of the large blue square.", 1),
     (1, "There are 2 objects in the image. A large red square is in the middle left. In the middle right, there is a "
         "small blue square. The red square is to the left of the blue square.", 5),
+    # a second audit: denials of the asked thing, "no" inside another sentence, another object, two conclusions
+    (57, "The triangle is not red.", 1), (15, "There are not 3 objects.", 1), (12, "I have no idea.", 1),
+    (18, "The object in the center is blue.", 3), (81, "The circle is yellow. The square is yellow.", 9),
+    (2, "The blue object is the large blue square in the middle right. The small red square is the small red square in "
+        "the middle left. Both are in the middle row, so the answer is yes. Wait, so the answer is no.", 7),
+    (11, "The large red diamond in the top right is not red. No object is a red cross, so the answer is no.", 6),
+    (1, "There are 2 objects in the image. There isn't a small red square in the middle left. There isn't a large "
+        "blue square in the middle right.", 1),
 ]
 
 
@@ -103,6 +111,22 @@ def test_rule_judge_pays_right_answers_in_other_words(items):
         it = by_id[qid]
         assert old in it.reference
         assert judge.rule_score(it.category, it.question, it.reference.replace(old, new), it.scene.objects) == 10
+
+
+def test_rule_judge_checks_the_object_a_reply_is_about():
+    ood = {it.question_id: it for it in bench.load("ood")}
+    it = ood[30]  # "Is there a red triangle?": there is none, and there is a green triangle
+    assert judge.solve(it.question, it.scene.objects) == ("yesno", "no")
+    for reply in ("No, there is a red triangle.", "No, there is no green triangle.", "I have no idea."):
+        assert judge.rule_score(it.category, it.question, reply, it.scene.objects) <= 3, reply
+    larger = ood[11]  # "Which is larger, ...": a large object that is not one of the two compared is wrong
+    wrong = larger.reference.rsplit("so the answer is", 1)[0] + "so the answer is the red circle."
+    assert judge.rule_score(larger.category, larger.question, wrong, larger.scene.objects) <= 7
+    scene = world.sample_scene(1105051)  # "What is X?" when the answer shares the question's colour and shape
+    assert judge.rule_score("conv", "What is below the large purple cross?",
+                            "A purple cross is below the large purple cross.", scene.objects) == 10
+    huge = "There are 1" + "0" * 5000 + " objects in the image. A small red square is in the middle left."
+    assert judge.rule_score("detail", "Describe the image.", huge, scene.objects) <= 5  # read, not crashed
 
 
 def test_padding_with_true_sentences_never_raises_a_rule_score(items):

@@ -95,13 +95,16 @@ _FACT = re.compile(rf"\b({_C}) ({_S})\b")
 _REL = "|".join(teacher.RELATIONS)
 _RELATION = re.compile(rf"^the (.+?) is (not )?({_REL}) the (.+?)$")
 _NEGATED = re.compile(r"\b(no|not|neither|nor)\b")
-_ABSENT = re.compile(r"\b(there (is|are) no|no object)\b")  # a sentence that denies an object is there
-_COUNT = re.compile(r"\bthere (?:is|are) (\d+) objects?\b")
+_ABSENT = re.compile(r"\b(there (is|are) no|there (isn't|aren't|is not|are not)|no object)\b")  # a sentence that denies an object is there
+_COUNT = re.compile(r"\b(?:there (?:is|are)|the image (?:has|contains)) (\d{1,3}) objects?\b")
+
+
+MAX_REPLY_CHARS = 4000  # the judge reads this much of a reply (LLaVA's answers stop at 1024 tokens)
 
 
 def _text(text: str) -> str:
-    """Lower case, British "centre" read as "center"."""
-    return text.lower().replace("centre", "center")
+    """Lower case, British "centre" read as "center", cut at `MAX_REPLY_CHARS`."""
+    return text[:MAX_REPLY_CHARS].lower().replace("centre", "center")
 
 
 def _sentences(text: str) -> list[str]:
@@ -110,25 +113,30 @@ def _sentences(text: str) -> list[str]:
 
 def claims(text: str) -> tuple[list[tuple], list[tuple[str, str]], list[tuple]]:
     """What a text states about objects: (colour, shape, position, size or None) facts it places, the
-    (colour, shape) objects it says exist outside those, and the placed facts it *denies* ("there is no small red
-    square in the top left"). Other negated sentences ("is neither red nor a cross") state no bare object."""
+    (colour, shape) objects it says exist outside those, and the facts it *denies* ("there is no small red square
+    in the top left", "there is no red circle": position None). Other negated sentences ("is neither red nor a
+    cross") state no bare object."""
     placed, bare, denied = [], [], []
     for sentence in _sentences(text):
+        sentence = re.sub(r"^(yes|no),\s*", "", sentence)  # "No, there is a red circle." states a red circle
         rest, found = sentence, []
         for k, pattern in enumerate(_PLACED):
             for m in pattern.finditer(rest):
                 found.append((m[3], m[4], m[1], m[2]) if k == 0 else (m[2], m[3], m[4], m[1]))
             rest = pattern.sub(" ", rest)
-        (denied if _ABSENT.search(sentence) else placed).extend(found)
-        if not _NEGATED.search(sentence):
-            bare += [(m[1], m[2]) for m in _FACT.finditer(rest)]
+        if _ABSENT.search(sentence):  # "there is no red circle (in the top left)": denied, anywhere or there
+            denied += found + [(m[1], m[2], None, None) for m in _FACT.finditer(rest)]
+        else:
+            placed += found
+            if not _NEGATED.search(sentence):
+                bare += [(m[1], m[2]) for m in _FACT.finditer(rest)]
     return placed, bare, denied
 
 
 def _holds(fact: tuple, things) -> bool:
-    """Is a (colour, shape, position, size or None) fact true of one of these objects?"""
+    """Is a (colour, shape, position or None, size or None) fact true of one of these objects?"""
     colour, shape, position, size = fact
-    return any((t.colour, t.shape, t.position) == (colour, shape, position) and size in (None, t.size)
+    return any((t.colour, t.shape) == (colour, shape) and position in (None, t.position) and size in (None, t.size)
                for t in things)
 
 
@@ -143,10 +151,12 @@ def _object_claims(text: str, things) -> tuple[int, int]:
 
 def resolve(ref: str, things) -> world.Object | None:
     """The one object a teacher-style phrase names ("square", "red object", "small red square", "object in
-    the top left"), or None when no object or several fit."""
+    the top left", "small red square in the top left"), or None when no object or several fit."""
     ref = _text(ref).strip().removeprefix("the ").strip()
     fits = [t for t in things if ref in (t.shape, f"{t.colour} object", f"{t.colour} {t.shape}",
-                                         f"{t.size} {t.colour} {t.shape}", f"object in the {t.position}")]
+                                         f"{t.size} {t.colour} {t.shape}", f"object in the {t.position}",
+                                         f"{t.colour} {t.shape} in the {t.position}",
+                                         f"{t.size} {t.colour} {t.shape} in the {t.position}")]
     return fits[0] if len(fits) == 1 else None
 
 
@@ -159,6 +169,22 @@ def _relation_claims(text: str, things) -> tuple[int, int]:
         a, b = (resolve(m[1], things), resolve(m[4], things)) if m else (None, None)
         if a is not None and b is not None:
             holds = teacher.RELATIONS[m[3]](a, b) != bool(m[2])
+            true, false = true + holds, false + (not holds)
+    return true, false
+
+
+_ATTRIBUTE = re.compile(rf"^(?:(?:yes|no), )?the (.+?) is (not )?(?:({_C})|an? ({_S})|in the ({_P}))$")
+
+
+def _attribute_claims(text: str, things) -> tuple[int, int]:
+    """(true, false) among the "The X is [not] red / a circle / in the top left." sentences whose object
+    resolves, each sentence counted once."""
+    true = false = 0
+    for sentence in dict.fromkeys(_sentences(text)):
+        m = _ATTRIBUTE.match(sentence.rstrip("."))
+        t = resolve(m[1], things) if m else None
+        if t is not None:
+            holds = (t.colour == m[3] if m[3] else t.shape == m[4] if m[4] else t.position == m[5]) != bool(m[2])
             true, false = true + holds, false + (not holds)
     return true, false
 
@@ -221,12 +247,19 @@ def _slot(kind: str, reply: str, question: str) -> set[str]:
     """What a reply gives as its answer: the words of the asked kind it adds to the question's own. A hedge
     ("yes or no", "red or blue") gives several, and is no answer."""
     r, q = _text(reply), _text(question)
-    if kind == "yesno":
-        return set(normalise(reply).split()) & {"yes", "no"}
+    if kind == "yesno":  # the first word, and any other yes or no said as an answer ("yes or no", "no, well, yes")
+        words = normalise(r).split()
+        if words[:1] not in (["yes"], ["no"]):
+            return set()
+        return {words[0]} | (set(words[1:]) & ({"yes", "no"} - {words[0]}))
+    if _NEGATED.search(r):  # "The triangle is not red." names a colour it denies: no answer
+        return set()
     if kind == "count":
         return set(re.findall(r"\b\d+\b", normalise(reply)))
-    if kind == "what":
-        return {" ".join(f) for f in _FACT.findall(r)} - {" ".join(f) for f in _FACT.findall(q)}
+    if kind == "what":  # the object named before the question's relation ("A red cross is below the ...")
+        rel = next((rel for rel in teacher.RELATIONS if rel in q), None)
+        subject = r.split(rel)[0] if rel and rel in r else r
+        return {" ".join(f) for f in _FACT.findall(subject)}
     words = {"colour": world.COLOURS, "shape": world.SHAPES,
              "position": sorted((p for row in world.POSITIONS for p in row), key=len, reverse=True)}[kind]
     found = set()
@@ -297,6 +330,11 @@ def _step_true(kind: str, m: re.Match, question, things) -> bool | None:
     return None
 
 
+def conclusions(text: str) -> list[str]:
+    """Every answer a reply concludes ("so the answer is X"), normalised: more than one that differ is no answer."""
+    return [normalise(m) for m in re.findall(rf"{CONCLUSION}(.*?)(?:[.!?](?:\s|$)|$)", _text(text))]
+
+
 def _reasoning_claims(reply: str, question: str, things) -> tuple[int, int, set]:
     """(true, false, named) over the checkable sentences of a reasoning answer before its conclusion (the reason
     in the conclusion's own sentence included), each distinct sentence counted once: the teacher's step templates
@@ -312,13 +350,13 @@ def _reasoning_claims(reply: str, question: str, things) -> tuple[int, int, set]
         step = next(((kind, m) for kind, pattern in _STEPS if (m := pattern.match(sentence))), None)
         if step is not None:
             verdict = _step_true(*step, question, things)
-            true, false = true + (verdict is True), false + (verdict is False)
+            t, f = verdict is True, verdict is False
         else:
-            t, f = _object_claims(sentence + ".", things)
-            rt, rf = _relation_claims(sentence + ".", things)
-            true, false = true + t + rt, false + f + rf
-        if step is None or verdict:
-            named |= {t for t in things if re.search(rf"\b{t.size} {t.colour} {t.shape} in the {t.position}\b", sentence)}
+            t, f = (sum(x) for x in zip(*(check(sentence + ".", things) for check in
+                                          (_object_claims, _relation_claims, _attribute_claims))))
+        true, false = true + t, false + f
+        if not f:
+            named |= {o for o in things if re.search(rf"\b{o.size} {o.colour} {o.shape} in the {o.position}\b", sentence)}
     return true, false, named
 
 
@@ -333,6 +371,15 @@ def _needed(question: str, things) -> set:
         return set(things)
     refs = (m[1], m[3]) if kind == "relation" else (m[1], m[2])
     return {t for t in (resolve(r, things) for r in refs) if t is not None}
+
+
+def _other_referent(reply: str, question: str, things) -> bool:
+    """Does a reply to "What colour/shape is the X?" or "Where is the X?" restate another object than X?"""
+    q = _question(question)
+    m = _ATTRIBUTE.match(_sentences(reply)[0].rstrip(".")) if q and q[0] in ("colour", "shape", "position") and \
+        _sentences(reply) else None
+    said = resolve(m[1], things) if m else None
+    return said is not None and said is not resolve(q[1][1], things)
 
 
 def _mean(*criteria: float) -> int:
@@ -362,9 +409,11 @@ def rule_score(category: str, question: str, reply: str, things) -> int:
         said = conclusion(reply)
         if said is not None and solved is None:  # a question this judge cannot answer from what it knows
             return _mean(10, 5, 5, 5)
-        right = said is not None and solved is not None and (
+        compared = _needed(question, things) if solved is not None and solved[0] == "larger" else set()
+        larger = resolve(said, things) if said is not None else None
+        right = said is not None and solved is not None and len(set(conclusions(reply))) == 1 and (
             said == solved[1] or (solved[0] == "count" and re.fullmatch(rf"{solved[1]} objects?", said) is not None)
-            or (solved[0] == "larger" and getattr(resolve(said, things), "size", None) == "large"))
+            or (larger in compared and larger.size == "large"))
         true, false, named = _reasoning_claims(reply, question, things)
         needed = _needed(question, things)
         covered = len(named & needed) / len(needed) if needed else float(true > 0)
@@ -376,11 +425,11 @@ def rule_score(category: str, question: str, reply: str, things) -> int:
     kind, gold = solved
     slot = _slot(kind, reply, question)
     relevant = bool(slot) and not is_caption(reply, "sentence")
-    _, false_objects = _object_claims(reply, things)
-    _, false_relations = _relation_claims(reply, things)
-    # a yes/no answer whose own sentence says the opposite ("No, the A is below the B." when it is) is not right
-    right = slot == {gold} and not (kind == "yesno" and false_relations)
-    accuracy = max(1, 10 - 3 * (false_objects + false_relations)) if right else 1
+    false = sum(check(reply, things)[1] for check in (_object_claims, _relation_claims, _attribute_claims))
+    # a yes/no answer whose own sentence says the opposite ("No, the A is below the B." when it is), or an answer
+    # about another object than the one asked about ("The object in the center is blue."), is not right
+    right = slot == {gold} and not (kind == "yesno" and false) and not _other_referent(reply, question, things)
+    accuracy = max(1, 10 - 3 * false) if right else 1
     detail = (10 if len(reply.split()) >= 3 else 7) if right else 1
     return _mean(10 if relevant else 2, accuracy, 10 if right else 1, detail)
 
