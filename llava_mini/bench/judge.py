@@ -22,8 +22,10 @@ repeating or padding an answer never raises its score:
 | detail  | 10 if it places an object, else 2 (and 1 for the rest) | 10 - 3 per false claim (denying a present object, a wrong size or count included) | 1 + 9·F1 of the objects stated against the scene's | 1 + 9·share of the parts covered: each object, the count, one true relation (2+ objects) |
 | complex | 10 with a conclusion "so the answer is", else 3 | 10 - 3 per false claim, the conclusion one of them; no conclusion: 1 | 10 right with every step true and every object it needs named; 5 right otherwise; 1 wrong | 1 + 9·share of the objects the reasoning needs (the two compared; all, when counting or checking each) named with their true size, colour, shape and cell |
 
-"Right" means one answer: a reply that hedges ("yes or no", "in the center or the bottom center") or whose own
-sentence says the opposite ("No, the A is below the B." when it is) is wrong. A reasoning step is checked when it
+"Right" means one answer about the object asked: a reply that hedges ("yes or no", "in the center or the bottom
+center"), denies what it names ("The triangle is not red."), says the opposite in its own sentence ("No, the A is
+below the B." when it is), concludes twice differently, or restates another object ("The object in the center is
+blue." to a question about the middle right) is wrong. Replies are read up to `MAX_REPLY_CHARS`. A reasoning step is checked when it
 has one of the teacher's forms (`_STEPS`: "The red object is the small red square in the top left.", "... is not to
 the left of it.", "... is neither red nor a cross.", "The left column is to the left of the right column.", "In
 total, 2 objects are above it."), otherwise by the object facts it states; a sentence that states nothing checkable
