@@ -348,7 +348,7 @@ def _reasoning_claims(reply: str, question: str, things) -> tuple[int, int, set]
         body = body[:at]
     true = false = 0
     named = set()
-    for sentence in dict.fromkeys(s.rstrip(".,! ") for s in re.split(r"(?<=[.!?])\s+", body.strip()) if s):
+    for sentence in dict.fromkeys(s.rstrip(".,! ") for s in _sentences(body)):
         step = next(((kind, m) for kind, pattern in _STEPS if (m := pattern.match(sentence))), None)
         if step is not None:
             verdict = _step_true(*step, question, things)
@@ -377,9 +377,9 @@ def _needed(question: str, things) -> set:
 
 def _other_referent(reply: str, question: str, things) -> bool:
     """Does a reply to "What colour/shape is the X?" or "Where is the X?" restate another object than X?"""
-    q = _question(question)
-    m = _ATTRIBUTE.match(_sentences(reply)[0].rstrip(".")) if q and q[0] in ("colour", "shape", "position") and \
-        _sentences(reply) else None
+    q, sentences = _question(question), _sentences(reply)
+    m = _ATTRIBUTE.match(sentences[0].rstrip(".")) if q and q[0] in ("colour", "shape", "position") and sentences \
+        else None
     said = resolve(m[1], things) if m else None
     return said is not None and said is not resolve(q[1][1], things)
 
@@ -411,13 +411,12 @@ def rule_score(category: str, question: str, reply: str, things) -> int:
         said = conclusion(reply)
         if said is not None and solved is None:  # a question this judge cannot answer from what it knows
             return _mean(10, 5, 5, 5)
-        compared = _needed(question, things) if solved is not None and solved[0] == "larger" else set()
+        needed = _needed(question, things)
         larger = resolve(said, things) if said is not None else None
         right = said is not None and solved is not None and len(set(conclusions(reply))) == 1 and (
             said == solved[1] or (solved[0] == "count" and re.fullmatch(rf"{solved[1]} objects?", said) is not None)
-            or (larger in compared and larger.size == "large"))
+            or (solved[0] == "larger" and larger in needed and larger.size == "large"))
         true, false, named = _reasoning_claims(reply, question, things)
-        needed = _needed(question, things)
         covered = len(named & needed) / len(needed) if needed else float(true > 0)
         helpful = 1 if not right else 10 if false == 0 and covered == 1 else 5
         accuracy = max(1, 10 - 3 * (false + (not right))) if said is not None else 1  # no conclusion: no answer
