@@ -187,8 +187,9 @@ def _existence(things, rng, yes_ratio: float) -> tuple[str, str, str]:
     options = {"absent_colour": [(c, s) for c, s in grid if c not in colours and s in shapes],
                "absent_shape": [(c, s) for c, s in grid if c in colours and s not in shapes],
                "conjunction_foil": [(c, s) for c, s in grid if c in colours and s in shapes and (c, s) not in combos]}
-    weights = [(1 - FOIL_WEIGHT) / 2] * 2 + [FOIL_WEIGHT] if options["conjunction_foil"] else [0.5, 0.5, 0.0]
-    kind = NO_KINDS[rng.choice(3, p=weights)]
+    # a kind the scene leaves no combination for (all five colours there: no absent colour) is not drawn
+    weights = np.array([(1 - FOIL_WEIGHT) / 2] * 2 + [FOIL_WEIGHT]) * [bool(options[k]) for k in NO_KINDS]
+    kind = NO_KINDS[rng.choice(3, p=weights / weights.sum())]
     return *_pick(rng, options[kind]), kind
 
 

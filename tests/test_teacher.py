@@ -265,6 +265,25 @@ def test_existence_balance_and_no_kinds():
     assert abs(skewed.count("yes") / 1000 - 0.8) < 4 * (0.16 / 1000) ** 0.5
 
 
+def test_crowded_scenes_have_questions_of_every_kind():
+    """The OOD bench's 4-5 object scenes: a scene with all five colours (or shapes) has no absent colour (shape) to
+    ask about, and the teacher asks another kind of "no" instead of failing (it raised on 1 in 100 such scenes)."""
+    from llava_mini.bench import _crowded_scene, context_of
+
+    t, kinds, all_colours = Teacher(), set(), 0
+    for seed in range(400):
+        scene = _crowded_scene(seed)
+        context, rng = context_of(scene), np.random.default_rng(seed)
+        all_colours += len({o.colour for o in scene.objects}) == len(world.COLOURS)
+        for qa in teacher.questions(context, "existence", rng, n=4, yes_ratio=0.0):
+            c, s = re.fullmatch(r"Is there a (\w+) (\w+)\?", qa.question).groups()
+            assert (c, s) not in {(o.colour, o.shape) for o in scene.objects} and qa.answer == "no", qa
+            kinds.add(qa.kind)
+        for make in (t.conversation, t.detail, t.complex_reasoning):
+            assert make(context, rng).turns
+    assert all_colours > 0 and kinds == set(teacher.NO_KINDS)
+
+
 @pytest.mark.parametrize("p", [0.0, 0.3])
 def test_hallucination_rate(p):
     rng, n = np.random.default_rng(5), 2000
