@@ -98,7 +98,8 @@ print(judge.prompt(it.context, it.question, it.reference, replies["llava-mini"][
 # This course's offline judge, `judge.RuleJudge`, follows the same protocol but, unlike GPT-4, **knows the scene**:
 # it reads the objects from the boxes, works out the right answer to each question, and scores an answer on the four
 # criteria by a written rubric (the docstring of `llava_mini/bench/judge.py`): false claims cost accuracy, omitted
-# objects cost a description its helpfulness and detail, a wrong conclusion costs a reasoning answer its helpfulness.
+# objects cost a description its helpfulness and detail, a wrong conclusion costs a reasoning answer its accuracy and
+# helpfulness however true its steps, and a false step halves a right conclusion's helpfulness.
 # An optional `OpenAIJudge` sends the same prompt to any OpenAI-compatible endpoint (`llava-mini bench --judge openai`).
 
 # %%
@@ -276,7 +277,7 @@ print(f"llava-mini: in-distribution {in_score:.1f}, OOD {ood_score:.1f} {np.roun
 print("exact match on OOD:", scores.exact_match(ood, ood_replies))
 
 # %% [markdown] tags=["solution-only"]
-# The OOD bench costs `llava-mini` about 10 points overall (75 to 66). The crowded scenes cost the most (55): counts
+# The OOD bench costs `llava-mini` about 10 points overall (75 to 65). The crowded scenes cost the most (54): counts
 # of 4 and 5 were never an answer in training, and descriptions of five objects omit some (exact match: count .67,
 # description F1 .53 against 1.0 and .86 in distribution). Three times the pixel noise costs little (76): the
 # colours stay far apart in RGB and each image token still covers one cell.

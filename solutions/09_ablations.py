@@ -472,8 +472,8 @@ summary("stage1")
 
 # %% [markdown] tags=["solution-only"]
 # **What (e) shows.** Skipping stage 1 costs about 9 points of exact match (−8.6, interval about [−10, −7], beyond the
-# seed spread of 7.4) and 7 of relative score (−6.9, an interval that excludes 0 and, just, the seed spread of that score,
-# 5.7). Nearly all of it is colour and shape (−20 and −19), the attributes stage 1's captions name, and the detailed
+# seed spread of 7.4) and 7 of relative score (−6.8, an interval that excludes 0; the change just exceeds that score's seed
+# spread, 5.6). Nearly all of it is colour and shape (−20 and −19), the attributes stage 1's captions name, and the detailed
 # description (F1 0.30 → 0.08); count and position move less (−3, −7). The direction agrees with the paper (ScienceQA
 # −5.11 without pre-training); the size does not transfer, since our no-stage-1 arm also had 800 fewer steps. A
 # compute-matched control (1,400 stage-2 steps from a fresh $W$) was not run.

@@ -20,7 +20,7 @@ repeating or padding an answer never raises its score:
 |---------|-----------------------------------|------------------------------------|------------------------|-----------------|
 | conv    | 10 if it answers the kind of thing asked (a colour for a colour question...), 2 if not or if it is a caption | 10 - 3 per false claim if right; 1 if wrong | 10 right, 1 wrong | right: 10 a sentence, 7 a bare word; wrong: 1 |
 | detail  | 10 if it places an object, else 2 (and 1 for the rest) | 10 - 3 per false claim (denying a present object, a wrong size or count included) | 1 + 9·F1 of the objects stated against the scene's | 1 + 9·share of the parts covered: each object, the count, one true relation (2+ objects) |
-| complex | 10 with a conclusion "so the answer is", else 3 | 10 - 3 per false claim, the conclusion one of them; no conclusion: 1 | 10 right with every step true and every object it needs named; 5 right otherwise; 1 wrong | 1 + 9·share of the objects the reasoning needs (the two compared; all, when counting or checking each) named with their true size, colour, shape and cell |
+| complex | 10 with a conclusion "so the answer is", else 3 | 10 - 3 per false claim if the conclusion is right; 1 if it is wrong or missing | 10 right with every step true and every object it needs named; 5 right otherwise; 1 wrong | 1 + 9·share of the objects the reasoning needs (the two compared; all, when counting or checking each) named with their true size, colour, shape and cell |
 
 "Right" means one answer about the object asked: a reply that hedges ("yes or no", "in the center or the bottom
 center"), denies what it names ("The triangle is not red."), says the opposite in its own sentence ("No, the A is
@@ -419,7 +419,7 @@ def rule_score(category: str, question: str, reply: str, things) -> int:
         true, false, named = _reasoning_claims(reply, question, things)
         covered = len(named & needed) / len(needed) if needed else float(true > 0)
         helpful = 1 if not right else 10 if false == 0 and covered == 1 else 5
-        accuracy = max(1, 10 - 3 * (false + (not right))) if said is not None else 1  # no conclusion: no answer
+        accuracy = max(1, 10 - 3 * false) if right else 1  # a wrong answer is not accurate, whatever its steps
         return _mean(10 if said is not None else 3, accuracy, helpful, 1 + 9 * covered)
     if solved is None:  # a question this judge cannot answer from what it knows: relevance alone
         return _mean(10 if reply.strip() else 1, 5, 5, 5)
