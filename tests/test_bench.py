@@ -63,9 +63,10 @@ def test_rule_judge_penalises_false_claims_omissions_and_wrong_conclusions(items
                                      != "purple" else "red", 1)
     assert score(detail, false) < 10
     complex_ = next(it for it in items if it.category == "complex" and it.reference.endswith(("yes.", "no.")))
-    flipped = complex_.reference[:-4] + ("no." if complex_.reference.endswith("yes.") else "yes.")
+    steps, answer = complex_.reference.rsplit("so the answer is ", 1)
+    flipped = steps + "so the answer is " + ("no." if answer == "yes." else "yes.")
     # a wrong conclusion after true steps scores below a bare right one (they tied at 7 before)
-    assert score(complex_, flipped) <= 6 < score(complex_, "So the answer is " + complex_.reference[-3:]) < 10
+    assert score(complex_, flipped) <= 6 < score(complex_, "So the answer is " + answer) < 10
     assert score(complex_, flipped) < score(complex_, complex_.reference) == 10
     assert score(complex_, "I do not know.") <= 2
 
