@@ -20,6 +20,7 @@ them by forced choice among candidate answers, `bootstrap_ci` (`evaluate.bootstr
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -300,6 +301,35 @@ def exact(model, tokenizer, items: list[Item]) -> np.ndarray:
     replies = generate(model, tokenizer, items, max_new_tokens=evaluate.MAX_REPLY_TOKENS["sentence"])
     same = [evaluate.normalise(r) == evaluate.normalise(it.answer) for r, it in zip(replies, items)]
     return np.array(same, dtype=int)
+
+
+def reasoning_items(n: int, start: int = 0) -> list[Item]:
+    """n of the teacher's complex-reasoning questions that a conversation asks too ("Is there a red cross?", "Is the
+    A above the B?": kind `existence` or `relation`, answered yes or no), one per test scene from `start` on, with
+    the conclusion the teacher reasons to as the answer. The question is given without `teacher.REASONING_CUE`."""
+    tutor, items = teacher.Teacher(), []
+    for seed in world.SPLITS["test"][start:]:
+        scene = world.sample_scene(seed)
+        question, reply = tutor.complex_reasoning(world.symbolic_context(scene), np.random.default_rng(seed)).turns[0]
+        answer = evaluate.conclusion(reply)
+        if answer in ("yes", "no"):
+            kind = "existence" if question.startswith("Is there") else "relation"
+            items.append(Item((scene,), question, answer, ("no" if answer == "yes" else "yes",), kind))
+        if len(items) == n:
+            return items
+    raise ValueError(f"the test split ran out of scenes for {n} yes/no reasoning questions from {start} on")
+
+
+def reasoned_and_direct(model, tokenizer, items: list[Item]) -> tuple[np.ndarray, np.ndarray]:
+    """(reasoned, direct), 1/0 per item of `reasoning_items`: is the conclusion right after the model writes its own
+    steps (the question with `teacher.REASONING_CUE`, the complex-reasoning format), and is the first word of its
+    answer to the bare question (a conversation turn) right?"""
+    cued = [dataclasses.replace(it, question=f"{it.question} {teacher.REASONING_CUE}") for it in items]
+    reasoned = generate(model, tokenizer, cued, max_new_tokens=120)
+    direct = generate(model, tokenizer, items, max_new_tokens=evaluate.MAX_REPLY_TOKENS["sentence"])
+    first = [(evaluate.normalise(r).split() or [""])[0] for r in direct]
+    return (np.array([evaluate.conclusion(r) == it.answer for r, it in zip(reasoned, items)], dtype=int),
+            np.array([f == it.answer for f, it in zip(first, items)], dtype=int))
 
 
 def diff_ci(a, b, paired: bool = True, n_boot: int = 2000, seed: int = 0) -> tuple[float, float]:

@@ -94,6 +94,7 @@ def _full(t: Thing) -> str:  # "large red circle in the top left"
 
 
 ANSWER_STYLES = ("short", "sentence")
+REASONING_ORDERS = ("steps_first", "answer_first")
 
 
 @dataclass(frozen=True)
@@ -264,7 +265,11 @@ def _steps(facts: list[str], reason: str, answer) -> str:
     return " ".join(facts + [T["answer"].format(reason=reason, answer=answer)])
 
 
-def _reason_relation(things, rng):
+# A reasoner's draw: (question, facts, reason, answer, the answer as a conversation turn gives it or None).
+Reasoning = tuple[str, list[str], str, object, str | None]
+
+
+def _reason_relation(things, rng) -> Reasoning | None:
     """Compare the two objects' columns (or rows)."""
     found = _relation(things, rng)
     if found is None:
@@ -276,10 +281,12 @@ def _reason_relation(things, rng):
     reason = (T["same"].format(name=names[va], unit=unit) if va == vb else
               T["order"].format(a=names[va], unit=unit, rel=rels[va > vb], b=names[vb]))
     facts = [T["is_the"].format(ref=ra, full=_full(a)), T["is_the"].format(ref=rb, full=_full(b))]
-    return T["relation"].format(a=ra, rel=rel, b=rb), _steps(facts, reason, "yes" if RELATIONS[rel](a, b) else "no")
+    holds = RELATIONS[rel](a, b)
+    said = T["say_rel_yes" if holds else "say_rel_no"].format(a=ra, rel=rel, b=rb)
+    return T["relation"].format(a=ra, rel=rel, b=rb), facts, reason, "yes" if holds else "no", said
 
 
-def _reason_larger(things, rng):
+def _reason_larger(things, rng) -> Reasoning | None:
     """Which of a large and a small object is larger, named without their sizes."""
     large, small = ([t for t in things if t.size == size] for size in ("large", "small"))
     pair = [_pick(rng, large), _pick(rng, small)] if large and small else []
@@ -289,10 +296,10 @@ def _reason_larger(things, rng):
     names, order = [_pick(rng, r) for r in refs], rng.permutation(2)
     facts = [T["is_the"].format(ref=names[i], full=_full(pair[i])) for i in order]
     question = T["larger"].format(a=names[order[0]], b=names[order[1]])
-    return question, _steps(facts, T["because"], f"the {names[0]}")
+    return question, facts, T["because"], f"the {names[0]}", None
 
 
-def _reason_count(things, rng):
+def _reason_count(things, rng) -> Reasoning | None:
     """Count the objects in a relation to one object, checking each other object in turn."""
     b = _pick(rng, things)
     refs = _refs(things, b, ("row",))
@@ -304,10 +311,10 @@ def _reason_count(things, rng):
     facts = [T["is_the"].format(ref=ref, full=_full(b))]
     facts += [T["rel_yes" if RELATIONS[rel](t, b) else "rel_no"].format(full=_full(t), rel=rel) for t in others]
     reason = T["total_one" if k == 1 else "total"].format(k=k, rel=rel) if others else T["none_other"]
-    return T["count_rel"].format(rel=rel, b=ref), _steps(facts, reason, k)
+    return T["count_rel"].format(rel=rel, b=ref), facts, reason, k, None
 
 
-def _reason_existence(things, rng):
+def _reason_existence(things, rng) -> Reasoning:
     """Check each object for both attributes: the binding that a conjunction foil tests."""
     colour, shape, _ = _existence(things, rng, 0.5)
     verdicts = ("neither", "shape_only", "colour_only", "both")
@@ -315,7 +322,8 @@ def _reason_existence(things, rng):
                                                                                 shape=shape) for t in things]
     hit = any((t.colour, t.shape) == (colour, shape) for t in things)
     reason = T["found" if hit else "not_found"].format(colour=colour, shape=shape)
-    return T["existence"].format(colour=colour, shape=shape), _steps(facts, reason, "yes" if hit else "no")
+    said = T["say_yes" if hit else "say_no"].format(colour=colour, shape=shape)
+    return T["existence"].format(colour=colour, shape=shape), facts, reason, "yes" if hit else "no", said
 
 
 _REASONERS = (_reason_relation, _reason_larger, _reason_count, _reason_existence)
@@ -337,6 +345,12 @@ class Teacher:
                    does): on bound cell tokens, a 64x2 LM passed the no-lookup level on shape questions after
                    ~24k sequences with sentences and on none of colour, shape or existence by 56k with short
                    answers (../shared/reference/LOOKUP_MEASUREMENTS.md).
+    reasoning:     the order of a complex-reasoning answer. "steps_first": the steps, then "so the answer is X."
+                   (LLaVA's order, its best on ScienceQA). "answer_first": a question that conversations ask too
+                   (existence, relation) opens with the conversation's answer ("yes, there is a red cross."), then
+                   the same steps and conclusion; counting and comparing sizes have no conversational answer to
+                   open with and stay as they are. LLaVA's Table 8 puts the answer first at 89.77 against 90.92
+                   (ScienceQA, 13B); `llava-mini-answer-first` measures the order here (notebook 10).
     """
 
     hallucination: float = 0.0
@@ -344,15 +358,17 @@ class Teacher:
     yes_ratio: float = 0.5
     max_turns: int = 10
     answers: str = "sentence"
+    reasoning: str = "steps_first"
 
     def __post_init__(self):
         for name, ok in (("hallucination", 0 <= self.hallucination <= 1), ("yes_ratio", 0 <= self.yes_ratio <= 1),
                          ("verbosity", self.verbosity in ("short", "long")), ("max_turns", self.max_turns >= 2),
-                         ("answers", self.answers in ANSWER_STYLES)):
+                         ("answers", self.answers in ANSWER_STYLES), ("reasoning", self.reasoning in REASONING_ORDERS)):
             if not ok:
                 raise ValueError(f"Teacher {name}={getattr(self, name)!r} is invalid: hallucination and yes_ratio "
                                  f"are probabilities, verbosity is 'short' or 'long', max_turns is at least 2, "
-                                 f"answers is one of {', '.join(ANSWER_STYLES)}")
+                                 f"answers is one of {', '.join(ANSWER_STYLES)}, reasoning one of "
+                                 f"{', '.join(REASONING_ORDERS)}")
 
     def brief(self, context: SymbolicContext, rng: np.random.Generator) -> Sample:
         """Stage-1 pair: 'Human: X_q <image> Assistant: X_c' with X_q from Table 11 and X_c one caption."""
@@ -399,9 +415,13 @@ class Teacher:
         return Sample("detail", ((_pick(rng, DETAIL_INSTRUCTIONS), " ".join(sentences)),), injected)
 
     def complex_reasoning(self, context: SymbolicContext, rng: np.random.Generator) -> Sample:
-        """One question whose answer needs steps: the reasoning first, then 'so the answer is X.'."""
+        """One question whose answer needs steps: the reasoning, then 'so the answer is X.' (`reasoning`: with the
+        conversation's answer before the steps, where there is one)."""
         things = read(context)
         while True:  # ends: _reason_existence always succeeds
-            turn = _pick(rng, _REASONERS)(things, rng)
-            if turn is not None:
-                return Sample("complex", (turn,))
+            drawn = _pick(rng, _REASONERS)(things, rng)
+            if drawn is not None:
+                question, facts, reason, answer, said = drawn
+                if self.reasoning == "answer_first" and said is not None:
+                    facts = [said, *facts]
+                return Sample("complex", ((question, _steps(facts, reason, answer)),))

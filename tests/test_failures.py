@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from llava_mini import failures, vocab, world
+from llava_mini import failures, teacher, vocab, world
 from llava_mini.conversation import IMAGE
 from llava_mini.llava import LlavaConfig, LlavaMini
 from llava_mini.lm import LMConfig
@@ -165,3 +165,35 @@ def test_intervals():
         failures.diff_ci([1, 0], [1])
     low, high = failures.diff_ci([1, 0] * 20, [0] * 10, paired=False)
     assert low < 0.5 < high
+
+
+def test_reasoning_items_answer_what_the_scene_shows():
+    items = failures.reasoning_items(40)
+    assert {it.kind for it in items} == {"existence", "relation"}
+    for it in items:
+        assert teacher.REASONING_CUE not in it.question and it.others == ({"yes": "no", "no": "yes"}[it.answer],)
+        (scene,) = it.scenes
+        if it.kind == "existence":
+            colour, shape = it.question.removeprefix("Is there a ").rstrip("?").split()
+            assert (it.answer == "yes") == has(scene, colour, shape)
+    relation = next(it for it in items if it.kind == "relation")
+    assert relation.question.startswith("Is the ") and relation.answer in ("yes", "no")
+
+
+def test_reasoned_and_direct_score_the_conclusion_and_the_first_word(monkeypatch, tokenizer, tiny):
+    items = failures.reasoning_items(4)
+    asked = []
+
+    def replies(model, tok, chunk, max_new_tokens):  # right, wrong, no conclusion, right after a wrong one
+        asked.append([it.question for it in chunk])
+        if chunk[0].question.endswith(teacher.REASONING_CUE):
+            flip = {"yes": "no", "no": "yes"}
+            return [f"Steps, so the answer is {chunk[0].answer}.", f"So the answer is {flip[chunk[1].answer]}.",
+                    "The steps.", f"so the answer is {flip[chunk[3].answer]}, so the answer is {chunk[3].answer}."]
+        return [f"{chunk[0].answer.capitalize()}, there is.", "Maybe.", f"{chunk[2].answer}", "yes no"]
+
+    monkeypatch.setattr(failures, "generate", replies)
+    reasoned, direct = failures.reasoned_and_direct(tiny, tokenizer, items)
+    assert reasoned.tolist() == [1, 0, 0, 1]
+    assert direct.tolist() == [1, 0, 1, int(items[3].answer == "yes")]
+    assert asked[0] == [f"{it.question} {teacher.REASONING_CUE}" for it in items] and asked[1] == [it.question for it in items]

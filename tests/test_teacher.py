@@ -243,6 +243,27 @@ def test_complex_reasoning_reasons_first_then_answers_truly():
     assert kinds == {"Is the", "Is there", "Which is", "How many"}
 
 
+def test_answer_first_reasoning_opens_with_the_conversations_answer_where_there_is_one():
+    opened = set()
+    for scene, context in contexts(300):
+        (question, first), = Teacher(reasoning="answer_first").complex_reasoning(context, np.random.default_rng(
+            scene.seed)).turns
+        (same_question, steps), = Teacher().complex_reasoning(context, np.random.default_rng(scene.seed)).turns
+        assert question == same_question  # the same draw: only the order of the answer differs
+        answer = check_reasoning(question, steps, scene.objects)
+        if m := re.fullmatch(r"Is there a (\w+) (\w+)\?", question):
+            said = f"yes, there is a {m[1]} {m[2]}." if answer == "yes" else f"No, there is no {m[1]} {m[2]}."
+        elif m := re.fullmatch(r"Is the (.+) " + REL + r" the (.+)\?", question):
+            said = f"yes, the {m[1]} is {m[2]} the {m[3]}." if answer == "yes" else \
+                f"No, the {m[1]} is not {m[2]} the {m[3]}."
+        else:  # counting and comparing sizes: no conversational answer to open with
+            assert first == steps, first
+            continue
+        assert first == f"{said} {steps}", first
+        opened.add(question.split()[1])
+    assert opened == {"there", "the"}
+
+
 def test_existence_balance_and_no_kinds():
     rng = np.random.default_rng(4)
     kinds = []
@@ -328,7 +349,8 @@ def test_brief_pairs():
 
 
 def test_bad_knobs_raise():
-    for knobs in ({"hallucination": 1.5}, {"yes_ratio": -0.1}, {"verbosity": "chatty"}, {"max_turns": 1}):
+    for knobs in ({"hallucination": 1.5}, {"yes_ratio": -0.1}, {"verbosity": "chatty"}, {"max_turns": 1},
+                  {"reasoning": "answer_last"}):
         with pytest.raises(ValueError, match=f"Teacher {next(iter(knobs))}="):
             Teacher(**knobs)
 
