@@ -310,7 +310,8 @@ def reasoning_items(n: int, start: int = 0) -> list[Item]:
     tutor, items = teacher.Teacher(), []
     for seed in world.SPLITS["test"][start:]:
         scene = world.sample_scene(seed)
-        question, reply = tutor.complex_reasoning(world.symbolic_context(scene), np.random.default_rng(seed)).turns[0]
+        rng = np.random.default_rng([seed, 7])  # apart from the scene's own stream, as `evaluate.accuracy` draws
+        question, reply = tutor.complex_reasoning(world.symbolic_context(scene), rng).turns[0]
         answer = evaluate.conclusion(reply)
         if answer in ("yes", "no"):
             kind = "existence" if question.startswith("Is there") else "relation"

@@ -124,14 +124,14 @@ def prompt_capitalised(question, k):  # "Image" is not in the closed vocabulary
 
 
 RIGHT = {"exercise 10.1": conjunction_foils, "exercise 10.2": shuffle_tokens, "exercise 10.3": multi_image_prompt,
-         "study question 7": lambda: "bcdf", "study question 12": lambda: "abdf", "study question 17": lambda: "aceg"}
+         "study question 7": lambda: "bcdfh", "study question 12": lambda: "abdf", "study question 17": lambda: "aceg"}
 WRONG = {
     "exercise 10.1": [foils_with_present, foils_absent_attribute, foils_unsorted, foils_with_repeats],
     "exercise 10.2": [shuffle_features, shuffle_across_images, shuffle_one_order, shuffle_nothing, shuffle_unseeded,
                       shuffle_in_place, shuffle_with_replacement],
     "exercise 10.3": [prompt_from_zero, prompt_question_first, prompt_one_placeholder, prompt_unlabelled,
                       prompt_labels_single, prompt_capitalised],
-    "study question 7": [lambda: "bcd", lambda: "bcdef", lambda: "abcdf"],
+    "study question 7": [lambda: "bcdf", lambda: "bcdfhi", lambda: "abcdfh"],
     "study question 12": [lambda: "abf", lambda: "abcdf", lambda: "abdfg"],
     "study question 17": [lambda: "ace", lambda: "abceg", lambda: "acdeg"],
 }
@@ -161,7 +161,7 @@ def test_hints_name_the_mistake():
 
 
 @pytest.mark.parametrize("question, right, wrong", [
-    ("nb10.study_q7", ("bcdf", "B, C, D and F"), ("bcd", "abcdefg", "")),
+    ("nb10.study_q7", ("bcdfh", "B, C, D, F and H"), ("bcdf", "bcdfhi", "abcdefghi", "")),
     ("nb10.study_q12", ("abdf", "(a) (b) (d) (f)"), ("abd", "abcdefg", "abcdf")),
     ("nb10.study_q17", ("aceg", "A C E G"), ("ace", "abcdefg", "acdeg"))])
 def test_study_keys(question, right, wrong):

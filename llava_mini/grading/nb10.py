@@ -137,7 +137,7 @@ def check_multi_image_prompt(multi_image_prompt) -> None:
 
 @grader("study question 7", "answer_study_q7")
 def check_study_q7(answer_study_q7) -> None:
-    require_answer("nb10.study_q7", answer_study_q7(), options="abcdefg",
+    require_answer("nb10.study_q7", answer_study_q7(), options="abcdefghi",
                    hint="check each statement against sections 1 and 2 and what LLaVA's code keeps of the image")
 
 
