@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from llava_mini import evaluate, teacher, world
+from llava_mini.bench.judge import reasoning_claims
 from llava_mini.evaluate import bootstrap_ci  # noqa: F401  (notebook 10 calls it as failures.bootstrap_ci)
 from llava_mini.conversation import IMAGE, build_chat, build_prompt, collate
 
@@ -305,32 +306,50 @@ def exact(model, tokenizer, items: list[Item]) -> np.ndarray:
 
 def reasoning_items(n: int, start: int = 0) -> list[Item]:
     """n of the teacher's complex-reasoning questions that a conversation asks too ("Is there a red cross?", "Is the
-    A above the B?": kind `existence` or `relation`, answered yes or no), one per test scene from `start` on, with
-    the conclusion the teacher reasons to as the answer. The question is given without `teacher.REASONING_CUE`."""
+    A above the B?": kind `existence` or `relation`, answered yes or no), drawn on consecutive test scenes from
+    `start` on (at most one a scene: a scene whose draw counts or compares sizes gives none), with the conclusion
+    the teacher reasons to as the answer. The question is given without `teacher.REASONING_CUE`."""
     tutor, items = teacher.Teacher(), []
     for seed in world.SPLITS["test"][start:]:
         scene = world.sample_scene(seed)
-        rng = np.random.default_rng([seed, 7])  # apart from the scene's own stream, as `evaluate.accuracy` draws
+        rng = np.random.default_rng([seed, 7])  # apart from the scene's own stream, as `evaluate` draws reasoning
         question, reply = tutor.complex_reasoning(world.symbolic_context(scene), rng).turns[0]
         answer = evaluate.conclusion(reply)
-        if answer in ("yes", "no"):
-            kind = "existence" if question.startswith("Is there") else "relation"
+        kind = "existence" if question.startswith("Is there") else "relation" if question.startswith("Is the") else None
+        if kind is not None:
             items.append(Item((scene,), question, answer, ("no" if answer == "yes" else "yes",), kind))
         if len(items) == n:
             return items
     raise ValueError(f"the test split ran out of scenes for {n} yes/no reasoning questions from {start} on")
 
 
-def reasoned_and_direct(model, tokenizer, items: list[Item]) -> tuple[np.ndarray, np.ndarray]:
-    """(reasoned, direct), 1/0 per item of `reasoning_items`: is the conclusion right after the model writes its own
-    steps (the question with `teacher.REASONING_CUE`, the complex-reasoning format), and is the first word of its
-    answer to the bare question (a conversation turn) right?"""
+def reasoned_and_direct(model, tokenizer, items: list[Item]) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """(reasoned, direct, replies) for items of `reasoning_items`: 1/0 per item, is the conclusion right after the
+    model writes its own steps (the question with `teacher.REASONING_CUE`, the complex-reasoning format), and is
+    the first word of its answer to the bare question (a conversation turn) right; and the reasoning replies."""
     cued = [dataclasses.replace(it, question=f"{it.question} {teacher.REASONING_CUE}") for it in items]
-    reasoned = generate(model, tokenizer, cued, max_new_tokens=120)
+    replies = generate(model, tokenizer, cued, max_new_tokens=120)
     direct = generate(model, tokenizer, items, max_new_tokens=evaluate.MAX_REPLY_TOKENS["sentence"])
     first = [(evaluate.normalise(r).split() or [""])[0] for r in direct]
-    return (np.array([evaluate.conclusion(r) == it.answer for r, it in zip(reasoned, items)], dtype=int),
-            np.array([f == it.answer for f, it in zip(first, items)], dtype=int))
+    return (np.array([evaluate.conclusion(r) == it.answer for r, it in zip(replies, items)], dtype=int),
+            np.array([f == it.answer for f, it in zip(first, items)], dtype=int), replies)
+
+
+def opening(reply: str) -> str | None:
+    """The yes or no a reasoning reply opens with ("yes, there is a red cross. The …"), or None."""
+    word = (evaluate.normalise(reply).split() or [""])[0]
+    return word if word in ("yes", "no") else None
+
+
+def false_steps(replies: list[str], items: list[Item]) -> np.ndarray:
+    """1 where a reasoning reply holds a step its scene contradicts, else 0, one per item: the rules judge's check
+    of every step (`bench.judge.reasoning_claims`), with an opening answer left out (it is no step)."""
+    flags = []
+    for reply, it in zip(replies, items):
+        steps = reply.split(". ", 1)[-1] if opening(reply) else reply
+        _, false, _ = reasoning_claims(steps, f"{it.question} {teacher.REASONING_CUE}", it.scenes[0].objects)
+        flags.append(int(false > 0))
+    return np.array(flags, dtype=int)
 
 
 def diff_ci(a, b, paired: bool = True, n_boot: int = 2000, seed: int = 0) -> tuple[float, float]:

@@ -121,7 +121,7 @@ def _stage2(name: str, init: str, types: tuple[str, ...], epochs: int, root: Pat
     model = zoo.load(init, root)
     metrics = stages.train(model, 2, stage2_train(types, epochs), stage2_scenes(types), types, teacher=teacher,
                            log=log)
-    zoo.save(name, model.cpu(), root, components={"vision": "clip-mini"}, answers=TEACHER.answers)
+    zoo.save(name, model.cpu(), root, components={"vision": "clip-mini"}, answers=teacher.answers)
     return metrics
 
 

@@ -2,12 +2,14 @@
 images, the batches hold the images in placeholder order, forced choice and the intervals behave."""
 
 import dataclasses
+import re
 
 import numpy as np
 import pytest
 import torch
 
 from llava_mini import failures, teacher, vocab, world
+from llava_mini.bench.judge import resolve
 from llava_mini.conversation import IMAGE
 from llava_mini.llava import LlavaConfig, LlavaMini
 from llava_mini.lm import LMConfig
@@ -168,7 +170,7 @@ def test_intervals():
 
 
 def test_reasoning_items_answer_what_the_scene_shows():
-    items = failures.reasoning_items(40)
+    items = failures.reasoning_items(40, start=100)
     assert {it.kind for it in items} == {"existence", "relation"}
     for it in items:
         assert teacher.REASONING_CUE not in it.question and it.others == ({"yes": "no", "no": "yes"}[it.answer],)
@@ -176,24 +178,47 @@ def test_reasoning_items_answer_what_the_scene_shows():
         if it.kind == "existence":
             colour, shape = it.question.removeprefix("Is there a ").rstrip("?").split()
             assert (it.answer == "yes") == has(scene, colour, shape)
-    relation = next(it for it in items if it.kind == "relation")
-    assert relation.question.startswith("Is the ") and relation.answer in ("yes", "no")
+        else:
+            a, rel, b = re.fullmatch(r"Is the (.+) (to the left of|to the right of|above|below) the (.+)\?",
+                                     it.question).groups()
+            assert (it.answer == "yes") == teacher.RELATIONS[rel](*(resolve(ref, scene.objects) for ref in (a, b)))
+    assert failures.reasoning_items(5, start=100) == items[:5] and failures.reasoning_items(5, start=101) != items[:5]
+    with pytest.raises(ValueError, match="ran out of scenes"):
+        failures.reasoning_items(5, start=len(world.SPLITS["test"]) - 3)
 
 
 def test_reasoned_and_direct_score_the_conclusion_and_the_first_word(monkeypatch, tokenizer, tiny):
     items = failures.reasoning_items(4)
+    flip = {"yes": "no", "no": "yes"}
     asked = []
 
     def replies(model, tok, chunk, max_new_tokens):  # right, wrong, no conclusion, right after a wrong one
         asked.append([it.question for it in chunk])
         if chunk[0].question.endswith(teacher.REASONING_CUE):
-            flip = {"yes": "no", "no": "yes"}
             return [f"Steps, so the answer is {chunk[0].answer}.", f"So the answer is {flip[chunk[1].answer]}.",
                     "The steps.", f"so the answer is {flip[chunk[3].answer]}, so the answer is {chunk[3].answer}."]
-        return [f"{chunk[0].answer.capitalize()}, there is.", "Maybe.", f"{chunk[2].answer}", "yes no"]
+        return [f"{chunk[0].answer.capitalize()}, there is.", "Maybe.", f"{chunk[2].answer}",
+                f"{flip[chunk[3].answer]} {chunk[3].answer}"]
 
     monkeypatch.setattr(failures, "generate", replies)
-    reasoned, direct = failures.reasoned_and_direct(tiny, tokenizer, items)
-    assert reasoned.tolist() == [1, 0, 0, 1]
-    assert direct.tolist() == [1, 0, 1, int(items[3].answer == "yes")]
-    assert asked[0] == [f"{it.question} {teacher.REASONING_CUE}" for it in items] and asked[1] == [it.question for it in items]
+    reasoned, direct, texts = failures.reasoned_and_direct(tiny, tokenizer, items)
+    assert reasoned.tolist() == [1, 0, 0, 1] and direct.tolist() == [1, 0, 1, 0] and texts[2] == "The steps."
+    assert asked[0] == [f"{it.question} {teacher.REASONING_CUE}" for it in items]
+    assert asked[1] == [it.question for it in items]
+
+
+def test_false_steps_checks_the_steps_and_leaves_the_opening_answer_out():
+    items = failures.reasoning_items(30, start=100)
+    existence = next(it for it in items
+                     if it.kind == "existence" and it.answer == "no" and len(it.scenes[0].objects) > 1)
+    (scene,) = existence.scenes
+    said, steps = (teacher.Teacher(reasoning=order).complex_reasoning(world.symbolic_context(scene),
+                                                                     np.random.default_rng([scene.seed, 7])).turns[0][1]
+                   for order in ("answer_first", "steps_first"))
+    assert failures.opening(said) == existence.answer and failures.opening(steps) is None
+    first = scene.objects[0]
+    wrong_colour = next(c for c in world.COLOURS if c != first.colour)
+    lie = steps.replace(f"{first.size} {first.colour} {first.shape}", f"{first.size} {wrong_colour} {first.shape}", 1)
+    colour, shape = existence.question.removeprefix("Is there a ").rstrip("?").split()
+    wrong_opening = f"yes, there is a {colour} {shape}. {steps}"  # a false claim, but an answer, not a step
+    assert failures.false_steps([steps, said, lie, wrong_opening], [existence] * 4).tolist() == [0, 0, 1, 0]

@@ -337,7 +337,7 @@ def conclusions(text: str) -> list[str]:
     return [normalise(m) for m in re.findall(rf"{CONCLUSION}(.*?)(?:[.!?](?:\s|$)|$)", _text(text))]
 
 
-def _reasoning_claims(reply: str, question: str, things) -> tuple[int, int, set]:
+def reasoning_claims(reply: str, question: str, things) -> tuple[int, int, set]:
     """(true, false, named) over the checkable sentences of a reasoning answer before its conclusion (the reason
     in the conclusion's own sentence included), each distinct sentence counted once: the teacher's step templates
     checked against the scene, any other sentence by the object facts it states; `named`, the objects a true step
@@ -416,7 +416,7 @@ def rule_score(category: str, question: str, reply: str, things) -> int:
         right = said is not None and solved is not None and len(set(conclusions(reply))) == 1 and (
             said == solved[1] or (solved[0] == "count" and re.fullmatch(rf"{solved[1]} objects?", said) is not None)
             or (solved[0] == "larger" and larger in needed and larger.size == "large"))
-        true, false, named = _reasoning_claims(reply, question, things)
+        true, false, named = reasoning_claims(reply, question, things)
         covered = len(named & needed) / len(needed) if needed else float(true > 0)
         helpful = 1 if not right else 10 if false == 0 and covered == 1 else 5
         accuracy = max(1, 10 - 3 * false) if right else 1  # a wrong answer is not accurate, whatever its steps
