@@ -69,7 +69,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from llava_mini import cells, evaluate, failures, stages, teacher, train, world, zoo
+from llava_mini import cells, evaluate, failures, stages, train, world, zoo
 from llava_mini.course import setup_notebook
 from llava_mini.grading import nb10
 from llava_mini.tokenizer import load_tokenizer
