@@ -333,13 +333,12 @@ def reasoned_and_direct(model, tokenizer, items: list[Item]) -> tuple[np.ndarray
     cued = [dataclasses.replace(it, question=f"{it.question} {teacher.REASONING_CUE}") for it in items]
     replies = generate(model, tokenizer, cued, max_new_tokens=120)
     direct = generate(model, tokenizer, items, max_new_tokens=evaluate.MAX_REPLY_TOKENS["sentence"])
-    first = [(evaluate.normalise(r).split() or [""])[0] for r in direct]
     return (np.array([evaluate.conclusion(r) == it.answer for r, it in zip(replies, items)], dtype=int),
-            np.array([f == it.answer for f, it in zip(first, items)], dtype=int), replies)
+            np.array([opening(r) == it.answer for r, it in zip(direct, items)], dtype=int), replies)
 
 
 def opening(reply: str) -> str | None:
-    """The yes or no a reasoning reply opens with ("yes, there is a red cross. The …"), or None."""
+    """The yes or no a reply opens with ("yes, there is a red cross. The …"), or None."""
     word = (evaluate.normalise(reply).split() or [""])[0]
     return word if word in ("yes", "no") else None
 

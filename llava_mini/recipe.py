@@ -125,6 +125,9 @@ def _stage2(name: str, init: str, types: tuple[str, ...], epochs: int, root: Pat
     return metrics
 
 
+# The mix phase from llava-mini-conv-only, shared by llava-mini and its answer-first twin (they differ in the teacher).
+_MIX_RECIPE = {"train": stage2_train(FULL_MIX, MIX_EPOCHS), "stage": 2, "init": "llava-mini-conv-only",
+               "types": ",".join(FULL_MIX), "scenes": stage2_scenes(FULL_MIX)}
 # name -> (job, recipe recorded in the manifest), in dependency order.
 JOBS = {
     "clip-mini": (_clip_mini, {"train": CLIP_TRAIN, "vision": VISION, "pool_scenes": CLIP_POOL}),
@@ -147,13 +150,10 @@ JOBS = {
                               "types": "conversation", "scenes": stage2_scenes(("conversation",)),
                               "teacher": TEACHER}),
     "llava-mini": (lambda root, log: _stage2("llava-mini", "llava-mini-conv-only", FULL_MIX, MIX_EPOCHS, root, log),
-                   {"train": stage2_train(FULL_MIX, MIX_EPOCHS), "stage": 2, "init": "llava-mini-conv-only",
-                    "types": ",".join(FULL_MIX), "scenes": stage2_scenes(FULL_MIX), "teacher": TEACHER}),
+                   {**_MIX_RECIPE, "teacher": TEACHER}),
     "llava-mini-answer-first": (lambda root, log: _stage2("llava-mini-answer-first", "llava-mini-conv-only", FULL_MIX,
                                                           MIX_EPOCHS, root, log, ANSWER_FIRST),
-                                {"train": stage2_train(FULL_MIX, MIX_EPOCHS), "stage": 2, "init": "llava-mini-conv-only",
-                                 "types": ",".join(FULL_MIX), "scenes": stage2_scenes(FULL_MIX),
-                                 "teacher": ANSWER_FIRST}),
+                                {**_MIX_RECIPE, "teacher": ANSWER_FIRST}),
 }
 NAMES = tuple(JOBS)
 

@@ -445,9 +445,9 @@ print(f"\n{question.question} (right answer: {question.answer})\nllava-mini-answ
 # "no". Its conclusion copies its first sentence and no longer depends on its steps. On relations the opening does
 # not carry through (0.49, against 0.69 directly): the conclusion repeats the opening in only three replies of four,
 # and almost every reply holds a false step (in the example, the green object becomes a blue circle "in the center",
-# then "both are in the bottom row"). On LLaVA-Bench-mini the twin scores
-# 77.0 against 75.1 (complex 60.7 against 49.3; the README's bench table), inside both intervals. The recipe keeps
-# LLaVA's order: a better copy of the answer is not better reasoning.
+# then "both are in the bottom row"). On LLaVA-Bench-mini the twin scores 77.0 against 75.1 (complex 60.7 against
+# 49.3; the README's bench table), inside both intervals. The recipe keeps LLaVA's order: a better copy of the
+# answer is not better reasoning.
 
 # %% [markdown]
 # ## 3. Several images and a short video
