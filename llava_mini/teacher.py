@@ -177,6 +177,14 @@ def _ask_count(things, rng):
               _count_sentence(k, f"{value} object", f"{value} objects"))
 
 
+def _say_existence(colour: str, shape: str, present: bool) -> str:  # "yes, there is a red cross."
+    return T["say_yes" if present else "say_no"].format(colour=colour, shape=shape)
+
+
+def _say_relation(a: str, rel: str, b: str, holds: bool) -> str:  # "No, the cross is not above the square."
+    return T["say_rel_yes" if holds else "say_rel_no"].format(a=a, rel=rel, b=b)
+
+
 def _existence(things, rng, yes_ratio: float) -> tuple[str, str, str]:
     """(colour, shape, kind) to ask about: present with probability yes_ratio, else absent in one of NO_KINDS."""
     if rng.random() < yes_ratio:
@@ -211,7 +219,7 @@ def _ask_relation(things, rng):
     if rng.random() < 0.5:
         holds = RELATIONS[rel](a, b)
         return QA(T["relation"].format(a=ra, rel=rel, b=rb), "yes" if holds else "no", "relation", "relation",
-                  T["say_rel_yes" if holds else "say_rel_no"].format(a=ra, rel=rel, b=rb))
+                  _say_relation(ra, rel, rb, holds))
     hits = [t for t in things if RELATIONS[rel](t, b)]
     if len(hits) != 1:
         return None
@@ -225,7 +233,7 @@ def _ask(category: str, things, rng, yes_ratio: float):
     if category == "existence":
         colour, shape, kind = _existence(things, rng, yes_ratio)
         return QA(T["existence"].format(colour=colour, shape=shape), "yes" if kind == "yes" else "no", category, kind,
-                  T["say_yes" if kind == "yes" else "say_no"].format(colour=colour, shape=shape))
+                  _say_existence(colour, shape, kind == "yes"))
     if category in ("count", "relation"):
         return (_ask_count if category == "count" else _ask_relation)(things, rng)
     return _ask_attribute(category, things, rng)
@@ -282,8 +290,8 @@ def _reason_relation(things, rng) -> Reasoning | None:
               T["order"].format(a=names[va], unit=unit, rel=rels[va > vb], b=names[vb]))
     facts = [T["is_the"].format(ref=ra, full=_full(a)), T["is_the"].format(ref=rb, full=_full(b))]
     holds = RELATIONS[rel](a, b)
-    said = T["say_rel_yes" if holds else "say_rel_no"].format(a=ra, rel=rel, b=rb)
-    return T["relation"].format(a=ra, rel=rel, b=rb), facts, reason, "yes" if holds else "no", said
+    return (T["relation"].format(a=ra, rel=rel, b=rb), facts, reason, "yes" if holds else "no",
+            _say_relation(ra, rel, rb, holds))
 
 
 def _reason_larger(things, rng) -> Reasoning | None:
@@ -322,8 +330,8 @@ def _reason_existence(things, rng) -> Reasoning:
                                                                                 shape=shape) for t in things]
     hit = any((t.colour, t.shape) == (colour, shape) for t in things)
     reason = T["found" if hit else "not_found"].format(colour=colour, shape=shape)
-    said = T["say_yes" if hit else "say_no"].format(colour=colour, shape=shape)
-    return T["existence"].format(colour=colour, shape=shape), facts, reason, "yes" if hit else "no", said
+    return (T["existence"].format(colour=colour, shape=shape), facts, reason, "yes" if hit else "no",
+            _say_existence(colour, shape, hit))
 
 
 _REASONERS = (_reason_relation, _reason_larger, _reason_count, _reason_existence)
@@ -389,7 +397,7 @@ class Teacher:
         if rng.random() < self.hallucination:
             fake = _fake(things, rng)
             injected = f"{fake.colour} {fake.shape}"
-            answer = "yes" if self.answers == "short" else T["say_yes"].format(colour=fake.colour, shape=fake.shape)
+            answer = "yes" if self.answers == "short" else _say_existence(fake.colour, fake.shape, True)
             turn = (T["existence"].format(colour=fake.colour, shape=fake.shape), answer)
             turns = [t for t in turns if t[0] != turn[0]]
             turns.insert(int(rng.integers(len(turns) + 1)), turn)
