@@ -447,7 +447,11 @@ print(f"\n{question.question} (right answer: {question.answer})\nllava-mini-answ
 # and almost every reply holds a false step (in the example, the green object becomes a blue circle "in the center",
 # then "both are in the bottom row"). On LLaVA-Bench-mini the twin scores 77.0 against 75.1 (complex 60.7 against
 # 49.3; the README's bench table), inside both intervals. The recipe keeps LLaVA's order: a better copy of the
-# answer is not better reasoning.
+# answer is not better reasoning. Are true steps enough? A third run (`docs/recipe_log.md`, session 14) listed each
+# object as a description does ("There is a large yellow diamond in the bottom right.") before the conclusion. Its
+# listings named the asked object exactly when it was there 0.96 of the time, yet its conclusions agreed with its own
+# listing only 0.46 of the time ("... There is a yellow diamond, so the answer is yes." to "Is there a blue
+# diamond?"): the 2-block LLM's conclusion restates the nearest sentence, not the question.
 
 # %% [markdown]
 # ## 3. Several images and a short video
