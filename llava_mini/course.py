@@ -14,6 +14,7 @@ import copy
 import os
 import re
 import subprocess
+from contextlib import contextmanager
 from pathlib import Path
 
 BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
@@ -297,11 +298,10 @@ def check(solutions: Path, notebooks: Path) -> list[str]:
     return problems
 
 
-def execute(nb, cwd: Path, *, allow_errors: bool = False, timeout: int = 900):
-    """Run `nb` in place top to bottom in a fresh kernel of this interpreter, with the course environment.
-
-    Without `allow_errors` the first failing cell raises (nbclient's CellExecutionError).
-    """
+@contextmanager
+def _kernel(nb, cwd: Path, *, allow_errors: bool, timeout: int):
+    """A notebook client for `nb` on a fresh kernel of this interpreter with the course environment, shut down on
+    exit (nbclient shuts down only kernels of managers it made itself: one left per call filled the memory)."""
     from jupyter_client import KernelManager
     from nbclient import NotebookClient
     from nbval.kernel import CURRENT_ENV_KERNEL_NAME, NbvalKernelspecManager
@@ -312,11 +312,59 @@ def execute(nb, cwd: Path, *, allow_errors: bool = False, timeout: int = 900):
     client = NotebookClient(nb, km=km, timeout=timeout, allow_errors=allow_errors, record_timing=False,
                             store_widget_state=False, resources={"metadata": {"path": str(cwd)}})
     try:
-        client.execute(env=env, stderr=subprocess.DEVNULL)  # the kernel's own log ("running over TCP")
-    finally:  # nbclient shuts down only kernels of managers it made itself: one left per call filled the memory
+        with client.setup_kernel(env=env, stderr=subprocess.DEVNULL):  # the kernel's own log ("running over TCP")
+            yield client
+    finally:
         if km.has_kernel:
             km.shutdown_kernel(now=True)
+
+
+def execute(nb, cwd: Path, *, allow_errors: bool = False, timeout: int = 900):
+    """Run `nb` in place top to bottom in a fresh kernel of this interpreter, with the course environment.
+
+    Without `allow_errors` the first failing cell raises (nbclient's CellExecutionError).
+    """
+    with _kernel(nb, cwd, allow_errors=allow_errors, timeout=timeout) as client:
+        client.execute()
     return nb
+
+
+def stubbing_problems(path: Path, timeout: int = 900) -> list[str]:
+    """The grading contract of a solution notebook as a student sees it (its solution-only cells dropped): stubbing
+    any one exercise makes its own grader the first cell to fail, with "not done yet". An empty list: it holds.
+
+    One kernel runs the cells in order. At each exercise it first runs the stubbed cell and the cells up to its
+    grader, then the solution and the same cells again: each exercise is checked with every earlier one solved, as
+    a run of its own would, for the price of one run of the notebook instead of one per exercise.
+    """
+    nb = copy.deepcopy(read(path))
+    nb.cells = [cell for cell in nb.cells if "solution-only" not in _tags(cell)]
+    problems, cells = [], list(nb.cells)  # nbclient writes each cell it runs back into nb.cells: run from a copy
+    with _kernel(nb, path.parent, allow_errors=True, timeout=timeout) as client:
+        for index, cell in enumerate(cells):
+            grader = own_grader(nb, index) if "exercise" in _tags(cell) else None
+            if "exercise" in _tags(cell) and grader is None:
+                problems.append(f"{path.name}: exercise cell {index} has no grader before the next exercise")
+            elif grader is not None:
+                trial = copy.deepcopy(cells[index: grader + 1])
+                trial[0].source = stub_source(trial[0].source)
+                for offset, tried in enumerate(trial):
+                    client.execute_cell(tried, index + offset)
+                failing = first_failing_cell(trial)
+                if failing != len(trial) - 1:
+                    where = "no cell" if failing is None else f"cell {index + failing}"
+                    problems.append(f"{path.name}: stubbing cell {index} first fails {where}, not its grader {grader}")
+                else:
+                    error = next(o for o in trial[-1].outputs if o.output_type == "error")
+                    if error.ename != "AssertionError" or "is not done yet" not in error.evalue:
+                        problems.append(f"{path.name}: stubbing cell {index} fails its grader {grader} with "
+                                        f"{error.ename}: {error.evalue}, not \"... is not done yet\"")
+            client.execute_cell(cell, index)
+            if first_failing_cell([cell]) is not None:
+                error = next(o for o in cell.outputs if o.output_type == "error")
+                return problems + [f"{path.name}: cell {index} fails with every exercise solved: "
+                                   f"{error.ename}: {error.evalue}"]
+    return problems
 
 
 def execute_solution(path: Path) -> None:
@@ -333,9 +381,9 @@ def execute_solution(path: Path) -> None:
     path.write_text(dumps(nb), encoding="utf-8", newline="\n")
 
 
-def first_failing_cell(nb) -> int | None:
-    """Index of the first cell of an executed notebook with an error output, or None."""
-    for i, cell in enumerate(nb.cells):
+def first_failing_cell(cells) -> int | None:
+    """Index of the first of some executed cells with an error output, or None."""
+    for i, cell in enumerate(cells):
         if any(output.output_type == "error" for output in cell.get("outputs", [])):
             return i
     return None

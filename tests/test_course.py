@@ -4,7 +4,6 @@ The kernel tests use the demo course in tests/fixtures/course (one notebook, thr
 `solutions/` has notebooks, every exercise of every solution notebook.
 """
 
-import copy
 import shutil
 import subprocess
 import sys
@@ -200,25 +199,42 @@ def test_the_repository_student_copies_are_up_to_date():
 
 # --- the grading contract on real kernels -----------------------------------------------------------
 
-def _only_one_stubbed(nb, index):
-    """The student's view with every exercise solved but `index`: (notebook up to its grader, grader index)."""
-    variant = copy.deepcopy(nb)
-    variant.cells[index].metadata["stubbed"] = True
-    variant.cells[index].source = course.stub_source(variant.cells[index].source)
-    variant.cells = [c for c in variant.cells if "solution-only" not in c.metadata.get("tags", [])]
-    index = next(i for i, c in enumerate(variant.cells) if c.metadata.get("stubbed"))
-    grader = course.own_grader(variant, index)
-    variant.cells = variant.cells[: grader + 1]
-    return variant, grader
+def _graded_notebook(tmp_path, between: str = "", grader: str = "check(double)"):
+    """A one-exercise notebook in the course's layout: the exercise, `between`, its grader, a last cell."""
+    import nbformat
+
+    def cell(source, *tags):
+        return nbformat.v4.new_code_cell(source, metadata={"tags": list(tags)} if tags else {})
+
+    nb = nbformat.v4.new_notebook(cells=[
+        cell("def check(f):\n    try:\n        f(2)\n    except NotImplementedError:\n"
+             "        raise AssertionError('exercise 1 is not done yet') from None"),
+        cell(f"def double(x):\n    {course.BEGIN}\n    return 2 * x\n    {course.END}", "exercise"),
+        *([cell(between)] if between else []),
+        cell(grader, "grader"),
+        cell("print(double(21))"),
+    ])
+    path = tmp_path / "00_tiny.ipynb"
+    path.write_text(course.dumps(nb))
+    return path
 
 
-def assert_stub_fails_its_own_grader(path, index):
-    variant, grader = _only_one_stubbed(course.read(path), index)
-    course.execute(variant, path.parent, allow_errors=True)
-    failing = course.first_failing_cell(variant)
-    assert failing == grader, f"{path.name}: stubbing cell {index} first fails cell {failing}, not its grader {grader}"
-    error = next(o for o in variant.cells[grader].outputs if o.output_type == "error")
-    assert error.ename == "AssertionError" and "is not done yet" in error.evalue, error.evalue
+def test_stubbing_problems_holds_for_a_grader_that_catches_the_stub(tmp_path):
+    assert course.stubbing_problems(_graded_notebook(tmp_path)) == []
+
+
+@pytest.mark.parametrize("between, grader, problem", [
+    ("", "print('checked')", "stubbing cell 1 first fails no cell, not its grader 2"),
+    ("double(1)", "check(double)", "stubbing cell 1 first fails cell 2, not its grader 3"),
+    ("", "double(1)", "fails its grader 2 with NotImplementedError"),
+    ("", "check(double); assert False, 'wrong'", None),
+])
+def test_stubbing_problems_reports_a_grader_that_breaks_the_contract(tmp_path, between, grader, problem):
+    """A grader that never calls the exercise, a cell before the grader that calls it, a grader that fails without
+    saying "not done yet", and a grader that fails the solution too: each is reported."""
+    problems = course.stubbing_problems(_graded_notebook(tmp_path, between, grader))
+    expected = problem or "cell 2 fails with every exercise solved: AssertionError: wrong"
+    assert len(problems) == 1 and expected in problems[0], problems
 
 
 def test_execute_shuts_its_kernel_down(tmp_path):
@@ -236,16 +252,14 @@ def test_execute_shuts_its_kernel_down(tmp_path):
     assert kernels() <= before
 
 
-@pytest.mark.parametrize("index", course.exercise_cells(course.read(DEMO)))
-def test_demo_stubbing_one_exercise_fails_its_own_grader_first(index):
-    assert_stub_fails_its_own_grader(DEMO, index)
+def test_demo_stubbing_any_one_exercise_fails_its_own_grader_first():
+    assert course.stubbing_problems(DEMO) == []
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("path, index", [(p, i) for p in SOLUTIONS for i in course.exercise_cells(course.read(p))],
-                         ids=lambda v: v.name if isinstance(v, Path) else str(v))
-def test_solutions_stubbing_one_exercise_fails_its_own_grader_first(path, index):
-    assert_stub_fails_its_own_grader(path, index)
+@pytest.mark.parametrize("path", SOLUTIONS, ids=lambda p: p.name)
+def test_solutions_stubbing_any_one_exercise_fails_its_own_grader_first(path):
+    assert course.stubbing_problems(path) == []
 
 
 @pytest.fixture
