@@ -329,40 +329,50 @@ def execute(nb, cwd: Path, *, allow_errors: bool = False, timeout: int = 900):
     return nb
 
 
+def _error(cell):
+    """The error output of an executed cell, or None (also for a cell tagged to raise, as nbval allows)."""
+    if "raises-exception" in _tags(cell):
+        return None
+    return next((o for o in cell.get("outputs", []) if o.output_type == "error"), None)
+
+
 def stubbing_problems(path: Path, timeout: int = 900) -> list[str]:
     """The grading contract of a solution notebook as a student sees it (its solution-only cells dropped): stubbing
     any one exercise makes its own grader the first cell to fail, with "not done yet". An empty list: it holds.
 
     One kernel runs the cells in order. At each exercise it first runs the stubbed cell and the cells up to its
     grader, then the solution and the same cells again: each exercise is checked with every earlier one solved, as
-    a run of its own would, for the price of one run of the notebook instead of one per exercise.
+    a run of its own would, for the price of one run of the notebook instead of one per exercise. That is exact
+    when those cells can run twice, as exercise cells that only define and graders that isolate their random state
+    can. Cells are numbered as in the solution notebook.
     """
-    nb = copy.deepcopy(read(path))
-    nb.cells = [cell for cell in nb.cells if "solution-only" not in _tags(cell)]
-    problems, cells = [], list(nb.cells)  # nbclient writes each cell it runs back into nb.cells: run from a copy
+    nb = read(path)
+    kept = [i for i, cell in enumerate(nb.cells) if "solution-only" not in _tags(cell)]
+    nb.cells = [nb.cells[i] for i in kept]
+    graders = {index: own_grader(nb, index) for index in exercise_cells(nb)}
+    problems = [f"{path.name}: exercise cell {kept[index]} has no grader before the next exercise"
+                for index, grader in graders.items() if grader is None]
+    cells = list(nb.cells)  # nbclient writes each cell it runs back into nb.cells: run from a copy
     with _kernel(nb, path.parent, allow_errors=True, timeout=timeout) as client:
         for index, cell in enumerate(cells):
-            grader = own_grader(nb, index) if "exercise" in _tags(cell) else None
-            if "exercise" in _tags(cell) and grader is None:
-                problems.append(f"{path.name}: exercise cell {index} has no grader before the next exercise")
-            elif grader is not None:
-                trial = copy.deepcopy(cells[index: grader + 1])
-                trial[0].source = stub_source(trial[0].source)
+            if graders.get(index) is not None:
+                trial = copy.deepcopy(cells[index: graders[index] + 1])
+                trial[0].source = stub_source(trial[0].source, where=f"{path.name} cell {kept[index]}")
                 for offset, tried in enumerate(trial):
                     client.execute_cell(tried, index + offset)
-                failing = first_failing_cell(trial)
+                failing = next((offset for offset, tried in enumerate(trial) if _error(tried)), None)
+                error = _error(trial[-1])
                 if failing != len(trial) - 1:
-                    where = "no cell" if failing is None else f"cell {index + failing}"
-                    problems.append(f"{path.name}: stubbing cell {index} first fails {where}, not its grader {grader}")
-                else:
-                    error = next(o for o in trial[-1].outputs if o.output_type == "error")
-                    if error.ename != "AssertionError" or "is not done yet" not in error.evalue:
-                        problems.append(f"{path.name}: stubbing cell {index} fails its grader {grader} with "
-                                        f"{error.ename}: {error.evalue}, not \"... is not done yet\"")
+                    where = "no cell" if failing is None else f"cell {kept[index + failing]}"
+                    problems.append(f"{path.name}: stubbing cell {kept[index]} first fails {where}, "
+                                    f"not its grader {kept[graders[index]]}")
+                elif error.ename != "AssertionError" or "is not done yet" not in error.evalue:
+                    problems.append(f"{path.name}: stubbing cell {kept[index]} fails its grader "
+                                    f"{kept[graders[index]]} with {error.ename}: {error.evalue}, not "
+                                    "\"... is not done yet\"")
             client.execute_cell(cell, index)
-            if first_failing_cell([cell]) is not None:
-                error = next(o for o in cell.outputs if o.output_type == "error")
-                return problems + [f"{path.name}: cell {index} fails with every exercise solved: "
+            if (error := _error(cell)) is not None:
+                return problems + [f"{path.name}: cell {kept[index]} fails with every exercise solved: "
                                    f"{error.ename}: {error.evalue}"]
     return problems
 
@@ -379,11 +389,3 @@ def execute_solution(path: Path) -> None:
     nb.metadata["kernelspec"] = dict(KERNELSPEC)
     nb.metadata.get("language_info", {}).pop("version", None)
     path.write_text(dumps(nb), encoding="utf-8", newline="\n")
-
-
-def first_failing_cell(cells) -> int | None:
-    """Index of the first of some executed cells with an error output, or None."""
-    for i, cell in enumerate(cells):
-        if any(output.output_type == "error" for output in cell.get("outputs", [])):
-            return i
-    return None

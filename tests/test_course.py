@@ -199,19 +199,21 @@ def test_the_repository_student_copies_are_up_to_date():
 
 # --- the grading contract on real kernels -----------------------------------------------------------
 
-def _graded_notebook(tmp_path, between: str = "", grader: str = "check(double)"):
-    """A one-exercise notebook in the course's layout: the exercise, `between`, its grader, a last cell."""
+def _graded_notebook(tmp_path, between: str = "", grader: str = "check(double)", tags=("grader",)):
+    """A one-exercise notebook in the course's layout: a solution-only cell, the exercise, `between`, its grader,
+    and a last cell that calls the exercise (the solution must be back after the stubbed try)."""
     import nbformat
 
     def cell(source, *tags):
         return nbformat.v4.new_code_cell(source, metadata={"tags": list(tags)} if tags else {})
 
     nb = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_markdown_cell("What the grader looks for.", metadata={"tags": ["solution-only"]}),
         cell("def check(f):\n    try:\n        f(2)\n    except NotImplementedError:\n"
              "        raise AssertionError('exercise 1 is not done yet') from None"),
         cell(f"def double(x):\n    {course.BEGIN}\n    return 2 * x\n    {course.END}", "exercise"),
         *([cell(between)] if between else []),
-        cell(grader, "grader"),
+        cell(grader, *tags),
         cell("print(double(21))"),
     ])
     path = tmp_path / "00_tiny.ipynb"
@@ -224,17 +226,24 @@ def test_stubbing_problems_holds_for_a_grader_that_catches_the_stub(tmp_path):
 
 
 @pytest.mark.parametrize("between, grader, problem", [
-    ("", "print('checked')", "stubbing cell 1 first fails no cell, not its grader 2"),
-    ("double(1)", "check(double)", "stubbing cell 1 first fails cell 2, not its grader 3"),
-    ("", "double(1)", "fails its grader 2 with NotImplementedError"),
-    ("", "check(double); assert False, 'wrong'", None),
+    ("", "print('checked')", "stubbing cell 2 first fails no cell, not its grader 3"),
+    ("double(1)", "check(double)", "stubbing cell 2 first fails cell 3, not its grader 4"),
+    ("", "double(1)", "fails its grader 3 with NotImplementedError"),
+    ("", "try:\n    double(2)\nexcept NotImplementedError:\n    raise AssertionError('exercise 1 is unfinished')",
+     "fails its grader 3 with AssertionError: exercise 1 is unfinished"),
+    ("", "check(double); assert False, 'wrong'", "cell 3 fails with every exercise solved: AssertionError: wrong"),
 ])
 def test_stubbing_problems_reports_a_grader_that_breaks_the_contract(tmp_path, between, grader, problem):
     """A grader that never calls the exercise, a cell before the grader that calls it, a grader that fails without
-    saying "not done yet", and a grader that fails the solution too: each is reported."""
+    saying "not done yet" (another error, or another message), and a grader that fails the solution too: each is
+    reported, with the cells numbered as in the solution notebook."""
     problems = course.stubbing_problems(_graded_notebook(tmp_path, between, grader))
-    expected = problem or "cell 2 fails with every exercise solved: AssertionError: wrong"
-    assert len(problems) == 1 and expected in problems[0], problems
+    assert len(problems) == 1 and problem in problems[0], problems
+
+
+def test_stubbing_problems_reports_an_exercise_without_a_grader(tmp_path):
+    problems = course.stubbing_problems(_graded_notebook(tmp_path, tags=()))
+    assert problems == ["00_tiny.ipynb: exercise cell 2 has no grader before the next exercise"]
 
 
 def test_execute_shuts_its_kernel_down(tmp_path):
