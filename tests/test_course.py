@@ -246,9 +246,9 @@ def test_stubbing_problems_reports_an_exercise_without_a_grader(tmp_path):
     assert problems == ["00_tiny.ipynb: exercise cell 2 has no grader before the next exercise"]
 
 
-def test_execute_shuts_its_kernel_down(tmp_path):
-    """Each stubbing test runs a notebook in a kernel of its own: one left alive per call (nbclient does not shut down
-    the kernel of a manager it was given) held 64 kernels at once and ran the test machine out of memory."""
+def test_execute_and_stubbing_shut_their_kernels_down(tmp_path):
+    """Every call starts a kernel of its own: one left alive per call (nbclient does not shut down the kernel of a
+    manager it was given) once held 64 kernels at once and ran the test machine out of memory."""
     import nbformat
     import psutil
 
@@ -258,6 +258,9 @@ def test_execute_shuts_its_kernel_down(tmp_path):
     before = kernels()
     nb = course.execute(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("print(6 * 7)")]), tmp_path)
     assert nb.cells[0].outputs[0]["text"] == "42\n"
+    assert kernels() <= before
+    problems = course.stubbing_problems(_graded_notebook(tmp_path, grader="assert False"))
+    assert "cell 3 fails with every exercise solved" in problems[-1]  # it stopped there, inside the kernel
     assert kernels() <= before
 
 
