@@ -95,6 +95,7 @@ def _full(t: Thing) -> str:  # "large red circle in the top left"
 
 ANSWER_STYLES = ("short", "sentence")
 REASONING_ORDERS = ("steps_first", "answer_first")
+EXISTENCE_STEPS = ("verdicts", "listing")
 
 
 @dataclass(frozen=True)
@@ -322,12 +323,15 @@ def _reason_count(things, rng) -> Reasoning | None:
     return T["count_rel"].format(rel=rel, b=ref), facts, reason, k, None
 
 
-def _reason_existence(things, rng) -> Reasoning:
-    """Check each object for both attributes: the binding that a conjunction foil tests."""
+def _reason_existence(things, rng, listing: bool = False) -> Reasoning:
+    """Check each object for both attributes, the binding that a conjunction foil tests ("The large yellow circle in
+    the top left is yellow but not a cross."), or, with `listing`, list each object as a description does ("There is
+    a large yellow circle in the top left.") and leave the match to the conclusion."""
     colour, shape, _ = _existence(things, rng, 0.5)
     verdicts = ("neither", "shape_only", "colour_only", "both")
-    facts = [T[verdicts[2 * (t.colour == colour) + (t.shape == shape)]].format(full=_full(t), colour=colour,
-                                                                                shape=shape) for t in things]
+    facts = [T["there"].format(obj=f"{t.size} {t.colour} {t.shape}", position=t.position) if listing else
+             T[verdicts[2 * (t.colour == colour) + (t.shape == shape)]].format(full=_full(t), colour=colour,
+                                                                               shape=shape) for t in things]
     hit = any((t.colour, t.shape) == (colour, shape) for t in things)
     reason = T["found" if hit else "not_found"].format(colour=colour, shape=shape)
     return (T["existence"].format(colour=colour, shape=shape), facts, reason, "yes" if hit else "no",
@@ -359,6 +363,11 @@ class Teacher:
                    the same steps and conclusion; counting and comparing sizes have no conversational answer to
                    open with and stay as they are. LLaVA's Table 8 puts the answer first at 89.77 against 90.92
                    (ScienceQA, 13B); `llava-mini-answer-first` measures the order here (notebook 10).
+    existence_steps: the steps of an existence record. "verdicts": each object checked against the colour and
+                   shape asked ("The large yellow circle in the top left is yellow but not a cross."). "listing":
+                   each object as a detailed description lists it ("There is a large yellow circle in the top
+                   left."), steps a 2-block LLM gets right as often as its descriptions (`llava-mini-listing`,
+                   notebook 10; docs/recipe_log.md, session 14).
     """
 
     hallucination: float = 0.0
@@ -367,16 +376,18 @@ class Teacher:
     max_turns: int = 10
     answers: str = "sentence"
     reasoning: str = "steps_first"
+    existence_steps: str = "verdicts"
 
     def __post_init__(self):
         for name, ok in (("hallucination", 0 <= self.hallucination <= 1), ("yes_ratio", 0 <= self.yes_ratio <= 1),
                          ("verbosity", self.verbosity in ("short", "long")), ("max_turns", self.max_turns >= 2),
-                         ("answers", self.answers in ANSWER_STYLES), ("reasoning", self.reasoning in REASONING_ORDERS)):
+                         ("answers", self.answers in ANSWER_STYLES), ("reasoning", self.reasoning in REASONING_ORDERS),
+                         ("existence_steps", self.existence_steps in EXISTENCE_STEPS)):
             if not ok:
                 raise ValueError(f"Teacher {name}={getattr(self, name)!r} is invalid: hallucination and yes_ratio "
                                  f"are probabilities, verbosity is 'short' or 'long', max_turns is at least 2, "
                                  f"answers is one of {', '.join(ANSWER_STYLES)}, reasoning one of "
-                                 f"{', '.join(REASONING_ORDERS)}")
+                                 f"{', '.join(REASONING_ORDERS)}, existence_steps one of {', '.join(EXISTENCE_STEPS)}")
 
     def brief(self, context: SymbolicContext, rng: np.random.Generator) -> Sample:
         """Stage-1 pair: 'Human: X_q <image> Assistant: X_c' with X_q from Table 11 and X_c one caption."""
@@ -424,10 +435,12 @@ class Teacher:
 
     def complex_reasoning(self, context: SymbolicContext, rng: np.random.Generator) -> Sample:
         """One question whose answer needs steps: the reasoning, then 'so the answer is X.' (`reasoning`: with the
-        conversation's answer before the steps, where there is one)."""
+        conversation's answer before the steps, where there is one; `existence_steps`: how existence steps read)."""
         things = read(context)
         while True:  # ends: _reason_existence always succeeds
-            drawn = _pick(rng, _REASONERS)(things, rng)
+            reasoner = _pick(rng, _REASONERS)
+            drawn = (reasoner(things, rng, listing=True) if reasoner is _reason_existence
+                     and self.existence_steps == "listing" else reasoner(things, rng))
             if drawn is not None:
                 question, facts, reason, answer, said = drawn
                 if self.reasoning == "answer_first" and said is not None:

@@ -275,6 +275,27 @@ def test_answer_first_reasoning_opens_with_the_conversations_answer_where_there_
     assert opened == {"there", "the"}
 
 
+def test_listing_existence_steps_list_each_checked_object_as_a_description_does():
+    listed_any = False
+    for scene, context in contexts(300):
+        (question, listed), = Teacher(existence_steps="listing").complex_reasoning(context, np.random.default_rng(
+            scene.seed)).turns
+        (same_question, verdicts), = Teacher().complex_reasoning(context, np.random.default_rng(scene.seed)).turns
+        assert question == same_question  # the same draw: only the existence steps differ
+        if not question.startswith("Is there"):
+            assert listed == verdicts, listed
+            continue
+        *steps, conclusion = re.findall(r"[^.]+\.", verdicts)
+        *listing, same_conclusion = re.findall(r"[^.]+\.", listed)
+        checked = [re.match(r" ?The " + OBJECT + " in the " + POSITION, step).groups() for step in steps]
+        assert [f"There is a {size} {colour} {shape} in the {position}." for size, colour, shape, position in checked] \
+            == [sentence.strip() for sentence in listing], listed
+        assert sorted(checked) == sorted((o.size, o.colour, o.shape, where(o)) for o in scene.objects)
+        assert same_conclusion == conclusion
+        listed_any = True
+    assert listed_any
+
+
 def test_existence_balance_and_no_kinds():
     rng = np.random.default_rng(4)
     kinds = []
@@ -361,7 +382,7 @@ def test_brief_pairs():
 
 def test_bad_knobs_raise():
     for knobs in ({"hallucination": 1.5}, {"yes_ratio": -0.1}, {"verbosity": "chatty"}, {"max_turns": 1},
-                  {"reasoning": "answer_last"}):
+                  {"reasoning": "answer_last"}, {"existence_steps": "verdict"}):
         with pytest.raises(ValueError, match=f"Teacher {next(iter(knobs))}="):
             Teacher(**knobs)
 
