@@ -42,7 +42,9 @@
 # About **60 minutes**: 35 of reading, three exercises of 5 minutes, three study questions. Running every cell
 # (strict `pytest --nbval`) took 140 s on 2 CPU cores with nothing else running (2026-12-06, section 2's reasoning
 # cells included: about 3 s of it); four earlier runs on cores shared with another engineer's notebook runs took
-# 130 to 149 s.
+# 130 to 149 s. On a slower machine kind (the same AMD EPYC model with AVX2 kernels instead of AVX-512; 2026-12-07,
+# nothing else running, section 2 with its third model) two runs took 162 and 183 s,
+# the second 3 s over the 3-minute budget.
 # Seven short training runs (100 to 200 steps of 32 questions each, from the zoo's `llava-mini`, on one thread) take
 # most of it; each prints its loss every 40 steps while it trains (a log, not compared when the notebook is graded).
 #
@@ -53,9 +55,9 @@
 # twin identical. Yes-heavy data (`yes_ratio` 0.9) raises the false yeses on foils by 26 points and on absent objects
 # not at all; making every "no" a foil takes 15 of the 26 back. Relations are the weakest category (0.63 against
 # existence 0.98). Reasoning first, `llava-mini` concludes 0.58 of 99 existence questions right against 0.95 answered
-# directly; its answer-first twin 0.94. With two images or three frames the zoo's model is at chance; 200 steps of
-# interleaved data lift the easy which-image task to 1.00 and the motion task to 0.57, but not the foil version of
-# which-image (0.51, a gain within noise). A fact fine-tuned in is right 56% of the time (chance 20%) and stale after
+# directly; its answer-first twin 0.94, `llava-mini-listing` 0.96. With two images or three frames the zoo's model is
+# at chance; 200 steps of interleaved data lift the easy which-image task to 1.00 and the motion task to 0.57, but not
+# the foil version of which-image (0.51, a gain within noise). A fact fine-tuned in is right 56% of the time (chance 20%) and stale after
 # a change (4%); retrieved, it is right 50% before the change and 49% after it.
 
 # %% [markdown]
@@ -390,11 +392,15 @@ print(f"relation {rate(grid_correct['relation'])}, {best} {rate(grid_correct[bes
 # mix, except that its existence and relation records open with the conversation's answer
 # (`Teacher(reasoning="answer_first")`: "yes, there is a red cross. The small red cross in the top left is a red
 # cross. …, so the answer is yes."). Unlike Table 8's answer-first model, it states the answer twice, first and
-# last; we score the last, the conclusion.
+# last; we score the last, the conclusion. A third model, `llava-mini-listing`, is the answer-first twin with other
+# existence steps: each object listed as a detailed description lists it ("No, there is no red cross. There is a
+# small red circle in the top left. …, so the answer is no."; `Teacher(existence_steps="listing")`), steps the model
+# gets right about as often as its descriptions.
 
 # %%
 reasoning_questions = failures.reasoning_items(150, start=2000)
-orders = {"llava-mini": model, "llava-mini-answer-first": zoo.load("llava-mini-answer-first", kind="llava")}
+orders = {"llava-mini": model, **{name: zoo.load(name, kind="llava") for name in ("llava-mini-answer-first",
+                                                                                  "llava-mini-listing")}}
 scored = {name: failures.reasoned_and_direct(m, tokenizer, reasoning_questions) for name, m in orders.items()}
 kinds = {kind: np.array([it.kind == kind for it in reasoning_questions]) for kind in ("existence", "relation")}
 for kind, rows in kinds.items():
@@ -447,11 +453,16 @@ print(f"\n{question.question} (right answer: {question.answer})\nllava-mini-answ
 # and almost every reply holds a false step (in the example, the green object becomes a blue circle "in the center",
 # then "both are in the bottom row"). On LLaVA-Bench-mini the twin scores 77.0 against 75.1 (complex 60.7 against
 # 49.3; the README's bench table), inside both intervals. The recipe keeps LLaVA's order: a better copy of the
-# answer is not better reasoning. Are true steps enough? A third run (`docs/recipe_log.md`, session 14) listed each
-# object as a description does ("There is a large yellow diamond in the bottom right.") before the conclusion. Its
-# listings named the asked object exactly when it was there 0.96 of the time, yet its conclusions agreed with its own
-# listing only 0.46 of the time ("... There is a yellow diamond, so the answer is yes." to "Is there a blue
-# diamond?"): the 2-block LLM's conclusion restates the nearest sentence, not the question.
+# answer is not better reasoning. Are true steps enough? A run without the opening (`docs/recipe_log.md`, session
+# 14) listed each object as a description does ("There is a large yellow diamond in the bottom right.") before the
+# conclusion. Its listings named the asked object exactly when it was there 0.96 of the time, yet its conclusions
+# agreed with its own listing only 0.46 of the time ("... There is a yellow diamond, so the answer is yes." to "Is
+# there a blue diamond?"): the 2-block LLM's conclusion restates the nearest sentence, not the question.
+# `llava-mini-listing` puts the two together: its existence steps are the truest of the three (a false step in 0.26
+# of its replies, against 0.48 and 0.66), its conclusion right 0.96 of the time, and it repeats the opening in every
+# reply; relations, whose records did not change, stay where the twin's are (0.53). It is the zoo's best model on
+# LLaVA-Bench-mini (80.7 against 75.1, complex 69.3 against 49.3), and still a model that copies its answer and
+# then lists what it sees: the steps are true, but the answer does not come from them.
 
 # %% [markdown]
 # ## 3. Several images and a short video
