@@ -8,7 +8,7 @@
     llava-mini-conv-only   stage 1 + stage 2 on conversations only (paper Table 4's ablation)
     llava-mini             llava-mini-conv-only + stage 2 on the full mix (conversation, detail, complex reasoning)
     llava-mini-answer-first  the same, its reasoning records opening with the answer (paper Table 8's ablation)
-    llava-mini-listing     the answer-first twin whose existence steps list the objects (the best bench measured)
+    llava-mini-listing     the answer-first twin whose existence steps list the objects (the bench's best score)
 
 The zoo is built once, like the CLIP and Vicuna that LLaVA downloads, and shipped with its sha256 manifest:
 up to two hours on the 2-core machine, each job at most an hour, run one name at a time with

@@ -14,6 +14,7 @@ Every fact it states is true of the scene, unless a noise knob of `Teacher` says
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 
@@ -323,22 +324,24 @@ def _reason_count(things, rng) -> Reasoning | None:
     return T["count_rel"].format(rel=rel, b=ref), facts, reason, k, None
 
 
-def _reason_existence(things, rng, listing: bool = False) -> Reasoning:
+def _reason_existence(things, rng, steps: str = "verdicts") -> Reasoning:
     """Check each object for both attributes, the binding that a conjunction foil tests ("The large yellow circle in
-    the top left is yellow but not a cross."), or, with `listing`, list each object as a description does ("There is
-    a large yellow circle in the top left.") and leave the match to the conclusion."""
+    the top left is yellow but not a cross."), or, with steps="listing", list each object as a description does
+    ("There is a large yellow circle in the top left.") and leave the match to the conclusion."""
     colour, shape, _ = _existence(things, rng, 0.5)
-    verdicts = ("neither", "shape_only", "colour_only", "both")
-    facts = [T["there"].format(obj=f"{t.size} {t.colour} {t.shape}", position=t.position) if listing else
-             T[verdicts[2 * (t.colour == colour) + (t.shape == shape)]].format(full=_full(t), colour=colour,
-                                                                               shape=shape) for t in things]
+    if steps == "listing":
+        facts = [T["there"].format(obj=f"{t.size} {t.colour} {t.shape}", position=t.position) for t in things]
+    else:
+        verdicts = ("neither", "shape_only", "colour_only", "both")
+        facts = [T[verdicts[2 * (t.colour == colour) + (t.shape == shape)]].format(full=_full(t), colour=colour,
+                                                                                    shape=shape) for t in things]
     hit = any((t.colour, t.shape) == (colour, shape) for t in things)
     reason = T["found" if hit else "not_found"].format(colour=colour, shape=shape)
     return (T["existence"].format(colour=colour, shape=shape), facts, reason, "yes" if hit else "no",
             _say_existence(colour, shape, hit))
 
 
-_REASONERS = (_reason_relation, _reason_larger, _reason_count, _reason_existence)
+_REASONERS = (_reason_relation, _reason_larger, _reason_count, _reason_existence)  # existence last: see complex_reasoning
 
 
 @dataclass(frozen=True)
@@ -367,7 +370,7 @@ class Teacher:
                    shape asked ("The large yellow circle in the top left is yellow but not a cross."). "listing":
                    each object as a detailed description lists it ("There is a large yellow circle in the top
                    left."), steps a 2-block LLM gets right as often as its descriptions (`llava-mini-listing`,
-                   notebook 10; docs/recipe_log.md, session 14).
+                   notebook 10; docs/recipe_log.md, sessions 14 and 15).
     """
 
     hallucination: float = 0.0
@@ -437,10 +440,9 @@ class Teacher:
         """One question whose answer needs steps: the reasoning, then 'so the answer is X.' (`reasoning`: with the
         conversation's answer before the steps, where there is one; `existence_steps`: how existence steps read)."""
         things = read(context)
+        reasoners = (*_REASONERS[:-1], functools.partial(_reason_existence, steps=self.existence_steps))
         while True:  # ends: _reason_existence always succeeds
-            reasoner = _pick(rng, _REASONERS)
-            drawn = (reasoner(things, rng, listing=True) if reasoner is _reason_existence
-                     and self.existence_steps == "listing" else reasoner(things, rng))
+            drawn = _pick(rng, reasoners)(things, rng)
             if drawn is not None:
                 question, facts, reason, answer, said = drawn
                 if self.reasoning == "answer_first" and said is not None:

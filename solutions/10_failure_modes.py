@@ -411,7 +411,7 @@ for kind, rows in kinds.items():
 
 # %% [markdown]
 # Are the steps any better when the answer comes first? `failures.false_steps` checks every step of a reply against
-# its scene with the rules judge's step check (notebook 08), the opening answer left out; and for the twin we count
+# its scene with the rules judge's step check (notebook 08), the opening answer left out; and for the twins we count
 # how often its conclusion repeats its opening.
 
 # %%
@@ -440,7 +440,7 @@ question, reply = first_wrong("llava-mini-answer-first", "relation")
 print(f"\n{question.question} (right answer: {question.answer})\nllava-mini-answer-first: {reply}")
 
 # %% [markdown] tags=["solution-only"]
-# **What the two orders show.** Asked directly, `llava-mini` answers 0.95 of the existence questions right; asked to
+# **What the orders show.** Asked directly, `llava-mini` answers 0.95 of the existence questions right; asked to
 # reason first, 0.58, an interval that holds the 0.5 of a coin. Its steps check each object against the colour and
 # the shape asked, two thirds of its replies hold a false step (above: "is a purple triangle" of a green triangle),
 # and the conclusion follows the steps. Relations lose too (0.43 after the steps, 0.67 directly), nearly every reply
@@ -460,9 +460,10 @@ print(f"\n{question.question} (right answer: {question.answer})\nllava-mini-answ
 # there a blue diamond?"): the 2-block LLM's conclusion restates the nearest sentence, not the question.
 # `llava-mini-listing` puts the two together: its existence steps are the truest of the three (a false step in 0.26
 # of its replies, against 0.48 and 0.66), its conclusion right 0.96 of the time, and it repeats the opening in every
-# reply; relations, whose records did not change, stay where the twin's are (0.53). It is the zoo's best model on
-# LLaVA-Bench-mini (80.7 against 75.1, complex 69.3 against 49.3), and still a model that copies its answer and
-# then lists what it sees: the steps are true, but the answer does not come from them.
+# existence reply; relations, whose records did not change, stay near the twin's (0.53 against 0.49, inside both
+# intervals). It is the zoo's best model on LLaVA-Bench-mini (80.7 against 75.1, complex 69.3 against 49.3), and still
+# a model that copies its answer and then lists what it sees: the steps are mostly true, but the answer does not come
+# from them.
 
 # %% [markdown]
 # ## 3. Several images and a short video

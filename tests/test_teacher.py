@@ -292,6 +292,10 @@ def test_listing_existence_steps_list_each_checked_object_as_a_description_does(
             == [sentence.strip() for sentence in listing], listed
         assert sorted(checked) == sorted((o.size, o.colour, o.shape, where(o)) for o in scene.objects)
         assert same_conclusion == conclusion
+        (_, opened), = Teacher(reasoning="answer_first", existence_steps="listing").complex_reasoning(
+            context, np.random.default_rng(scene.seed)).turns  # llava-mini-listing's records
+        said = re.match(r"(yes, there is a|No, there is no) [a-z]+ [a-z]+\. ", opened)
+        assert said and (said[1] == "yes, there is a") == (conclusion.endswith("yes.")) and opened[said.end():] == listed
         listed_any = True
     assert listed_any
 
