@@ -8,7 +8,7 @@
     llava-mini-conv-only   stage 1 + stage 2 on conversations only (paper Table 4's ablation)
     llava-mini             llava-mini-conv-only + stage 2 on the full mix (conversation, detail, complex reasoning)
     llava-mini-answer-first  the same, its reasoning records opening with the answer (paper Table 8's ablation)
-    llava-mini-listing     the answer-first twin whose existence steps list the objects (the bench's best score)
+    llava-mini-listing     the answer-first twin whose reasoning steps list the objects (the bench's best score)
 
 The zoo is built once, like the CLIP and Vicuna that LLaVA downloads, and shipped with its sha256 manifest:
 up to two hours on the 2-core machine, each job at most an hour, run one name at a time with
@@ -44,7 +44,7 @@ CLIP_POOL = 8000  # scenes (each with its shape or cell twin) pre-rendered for c
 CLIP_TRAIN = TrainConfig(steps=1800, batch_size=128, lr=2e-3, warmup=0.05)
 TEACHER = Teacher(answers="sentence")
 ANSWER_FIRST = dataclasses.replace(TEACHER, reasoning="answer_first")  # llava-mini-answer-first's teacher
-LISTING = dataclasses.replace(ANSWER_FIRST, existence_steps="listing")  # llava-mini-listing's teacher
+LISTING = dataclasses.replace(ANSWER_FIRST, steps="listing")  # llava-mini-listing's teacher
 LM_SHAPE = {"dim": 64, "layers": 2, "heads": 4}  # vicuna-mini and plain-lm (LOOKUP_MEASUREMENTS' 64x2 LM)
 LM_SCENES = 16000
 LM_CAPTIONS_EVERY = 4  # vicuna-mini's corpus: a chat per scene, a caption per 4th scene (corpora.cell_examples)

@@ -14,7 +14,6 @@ Every fact it states is true of the scene, unless a noise knob of `Teacher` says
 
 from __future__ import annotations
 
-import functools
 import re
 from dataclasses import dataclass
 
@@ -96,7 +95,7 @@ def _full(t: Thing) -> str:  # "large red circle in the top left"
 
 ANSWER_STYLES = ("short", "sentence")
 REASONING_ORDERS = ("steps_first", "answer_first")
-EXISTENCE_STEPS = ("verdicts", "listing")
+STEP_FORMS = ("checks", "listing")
 
 
 @dataclass(frozen=True)
@@ -324,24 +323,24 @@ def _reason_count(things, rng) -> Reasoning | None:
     return T["count_rel"].format(rel=rel, b=ref), facts, reason, k, None
 
 
-def _reason_existence(things, rng, steps: str = "verdicts") -> Reasoning:
-    """Check each object for both attributes, the binding that a conjunction foil tests ("The large yellow circle in
-    the top left is yellow but not a cross."), or, with steps="listing", list each object as a description does
-    ("There is a large yellow circle in the top left.") and leave the match to the conclusion."""
+def _reason_existence(things, rng) -> Reasoning:
+    """Check each object for both attributes: the binding that a conjunction foil tests."""
     colour, shape, _ = _existence(things, rng, 0.5)
-    if steps == "listing":
-        facts = [T["there"].format(obj=f"{t.size} {t.colour} {t.shape}", position=t.position) for t in things]
-    else:
-        verdicts = ("neither", "shape_only", "colour_only", "both")
-        facts = [T[verdicts[2 * (t.colour == colour) + (t.shape == shape)]].format(full=_full(t), colour=colour,
-                                                                                    shape=shape) for t in things]
+    verdicts = ("neither", "shape_only", "colour_only", "both")
+    facts = [T[verdicts[2 * (t.colour == colour) + (t.shape == shape)]].format(full=_full(t), colour=colour,
+                                                                                shape=shape) for t in things]
     hit = any((t.colour, t.shape) == (colour, shape) for t in things)
     reason = T["found" if hit else "not_found"].format(colour=colour, shape=shape)
     return (T["existence"].format(colour=colour, shape=shape), facts, reason, "yes" if hit else "no",
             _say_existence(colour, shape, hit))
 
 
-_REASONERS = (_reason_relation, _reason_larger, _reason_count, _reason_existence)  # existence last: see complex_reasoning
+_REASONERS = (_reason_relation, _reason_larger, _reason_count, _reason_existence)
+
+
+def _listing(things) -> list[str]:
+    """Every object as a detailed description lists it ("There is a large yellow circle in the top left.")."""
+    return [T["there"].format(obj=f"{t.size} {t.colour} {t.shape}", position=t.position) for t in things]
 
 
 @dataclass(frozen=True)
@@ -366,11 +365,13 @@ class Teacher:
                    the same steps and conclusion; counting and comparing sizes have no conversational answer to
                    open with and stay as they are. LLaVA's Table 8 puts the answer first at 89.77 against 90.92
                    (ScienceQA, 13B); `llava-mini-answer-first` measures the order here (notebook 10).
-    existence_steps: the steps of an existence record. "verdicts": each object checked against the colour and
-                   shape asked ("The large yellow circle in the top left is yellow but not a cross."). "listing":
-                   each object as a detailed description lists it ("There is a large yellow circle in the top
-                   left."), steps a 2-block LLM gets right as often as its descriptions (`llava-mini-listing`,
-                   notebook 10; docs/recipe_log.md, sessions 14 and 15).
+    steps:         the steps of an existence, relation or which-is-larger record. "checks": the objects the
+                   question needs, named and checked ("The large yellow circle in the top left is yellow but not a
+                   cross.", "The cross is the small red cross in the center."). "listing": every object as a detailed
+                   description lists it ("There is a large yellow circle in the top left."), steps a 2-block LLM
+                   gets right about as often as its descriptions, then the same conclusion; counting keeps its
+                   steps, which check every object already (`llava-mini-listing`, notebook 10;
+                   docs/recipe_log.md, sessions 14 and 15).
     """
 
     hallucination: float = 0.0
@@ -379,18 +380,18 @@ class Teacher:
     max_turns: int = 10
     answers: str = "sentence"
     reasoning: str = "steps_first"
-    existence_steps: str = "verdicts"
+    steps: str = "checks"
 
     def __post_init__(self):
         for name, ok in (("hallucination", 0 <= self.hallucination <= 1), ("yes_ratio", 0 <= self.yes_ratio <= 1),
                          ("verbosity", self.verbosity in ("short", "long")), ("max_turns", self.max_turns >= 2),
                          ("answers", self.answers in ANSWER_STYLES), ("reasoning", self.reasoning in REASONING_ORDERS),
-                         ("existence_steps", self.existence_steps in EXISTENCE_STEPS)):
+                         ("steps", self.steps in STEP_FORMS)):
             if not ok:
                 raise ValueError(f"Teacher {name}={getattr(self, name)!r} is invalid: hallucination and yes_ratio "
                                  f"are probabilities, verbosity is 'short' or 'long', max_turns is at least 2, "
                                  f"answers is one of {', '.join(ANSWER_STYLES)}, reasoning one of "
-                                 f"{', '.join(REASONING_ORDERS)}, existence_steps one of {', '.join(EXISTENCE_STEPS)}")
+                                 f"{', '.join(REASONING_ORDERS)}, steps one of {', '.join(STEP_FORMS)}")
 
     def brief(self, context: SymbolicContext, rng: np.random.Generator) -> Sample:
         """Stage-1 pair: 'Human: X_q <image> Assistant: X_c' with X_q from Table 11 and X_c one caption."""
@@ -438,13 +439,15 @@ class Teacher:
 
     def complex_reasoning(self, context: SymbolicContext, rng: np.random.Generator) -> Sample:
         """One question whose answer needs steps: the reasoning, then 'so the answer is X.' (`reasoning`: with the
-        conversation's answer before the steps, where there is one; `existence_steps`: how existence steps read)."""
+        conversation's answer before the steps, where there is one; `steps`: what the steps say)."""
         things = read(context)
-        reasoners = (*_REASONERS[:-1], functools.partial(_reason_existence, steps=self.existence_steps))
         while True:  # ends: _reason_existence always succeeds
-            drawn = _pick(rng, reasoners)(things, rng)
+            reasoner = _pick(rng, _REASONERS)
+            drawn = reasoner(things, rng)
             if drawn is not None:
                 question, facts, reason, answer, said = drawn
+                if self.steps == "listing" and reasoner is not _reason_count:
+                    facts = _listing(things)
                 if self.reasoning == "answer_first" and said is not None:
                     facts = [said, *facts]
                 return Sample("complex", ((question, _steps(facts, reason, answer)),))

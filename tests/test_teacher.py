@@ -275,29 +275,28 @@ def test_answer_first_reasoning_opens_with_the_conversations_answer_where_there_
     assert opened == {"there", "the"}
 
 
-def test_listing_existence_steps_list_each_checked_object_as_a_description_does():
-    listed_any = False
+def test_listing_steps_list_every_object_as_a_description_does():
+    listed_kinds = set()
     for scene, context in contexts(300):
-        (question, listed), = Teacher(existence_steps="listing").complex_reasoning(context, np.random.default_rng(
-            scene.seed)).turns
-        (same_question, verdicts), = Teacher().complex_reasoning(context, np.random.default_rng(scene.seed)).turns
-        assert question == same_question  # the same draw: only the existence steps differ
-        if not question.startswith("Is there"):
-            assert listed == verdicts, listed
+        records = [t.complex_reasoning(context, np.random.default_rng(scene.seed)).turns[0] for t in (
+            Teacher(steps="listing"), Teacher(), Teacher(reasoning="answer_first"),
+            Teacher(reasoning="answer_first", steps="listing"))]  # the last: llava-mini-listing's records
+        (question, listed), (same_question, checked), (_, opened_checked), (_, opened_listed) = records
+        assert question == same_question  # the same draw: only the steps differ
+        if question.startswith("How many"):  # counting keeps its steps, which check every object already
+            assert listed == checked, listed
             continue
-        *steps, conclusion = re.findall(r"[^.]+\.", verdicts)
-        *listing, same_conclusion = re.findall(r"[^.]+\.", listed)
-        checked = [re.match(r" ?The " + OBJECT + " in the " + POSITION, step).groups() for step in steps]
-        assert [f"There is a {size} {colour} {shape} in the {position}." for size, colour, shape, position in checked] \
-            == [sentence.strip() for sentence in listing], listed
-        assert sorted(checked) == sorted((o.size, o.colour, o.shape, where(o)) for o in scene.objects)
-        assert same_conclusion == conclusion
-        (_, opened), = Teacher(reasoning="answer_first", existence_steps="listing").complex_reasoning(
-            context, np.random.default_rng(scene.seed)).turns  # llava-mini-listing's records
-        said = re.match(r"(yes, there is a|No, there is no) [a-z]+ [a-z]+\. ", opened)
-        assert said and (said[1] == "yes, there is a") == (conclusion.endswith("yes.")) and opened[said.end():] == listed
-        listed_any = True
-    assert listed_any
+        *listing, conclusion = [sentence.strip() for sentence in re.findall(r"[^.]+\.", listed)]
+        assert conclusion == re.findall(r"[^.]+\.", checked)[-1].strip()
+        things = teacher.read(context)
+        assert listing == [f"There is a {t.size} {t.colour} {t.shape} in the {t.position}." for t in things]
+        sentence = r"There is a " + OBJECT + " in the " + POSITION + r"\."
+        assert {re.fullmatch(sentence, said).groups() for said in listing} == {
+            (o.size, o.colour, o.shape, where(o)) for o in scene.objects}  # every object of the scene, truly
+        opening = opened_checked[:len(opened_checked) - len(checked)]  # "yes, there is a red cross. " or nothing
+        assert opened_listed == opening + listed
+        listed_kinds.add(" ".join(question.split()[:2]))
+    assert listed_kinds == {"Is there", "Is the", "Which is"}
 
 
 def test_existence_balance_and_no_kinds():
@@ -386,7 +385,7 @@ def test_brief_pairs():
 
 def test_bad_knobs_raise():
     for knobs in ({"hallucination": 1.5}, {"yes_ratio": -0.1}, {"verbosity": "chatty"}, {"max_turns": 1},
-                  {"reasoning": "answer_last"}, {"existence_steps": "verdict"}):
+                  {"reasoning": "answer_last"}, {"steps": "verdicts"}):
         with pytest.raises(ValueError, match=f"Teacher {next(iter(knobs))}="):
             Teacher(**knobs)
 
