@@ -393,9 +393,9 @@ print(f"relation {rate(grid_correct['relation'])}, {best} {rate(grid_correct[bes
 # (`Teacher(reasoning="answer_first")`: "yes, there is a red cross. The small red cross in the top left is a red
 # cross. …, so the answer is yes."). Unlike Table 8's answer-first model, it states the answer twice, first and
 # last; we score the last, the conclusion. A third model, `llava-mini-listing`, is the answer-first twin with other
-# existence steps: each object listed as a detailed description lists it ("No, there is no red cross. There is a
-# small red circle in the top left. …, so the answer is no."; `Teacher(existence_steps="listing")`), steps the model
-# gets right about as often as its descriptions.
+# steps: for existence, relation and which-is-larger questions, every object listed as a detailed description lists
+# it ("No, there is no red cross. There is a small red circle in the top left. …, so the answer is no.";
+# `Teacher(steps="listing")`), steps the model gets right about as often as its descriptions.
 
 # %%
 reasoning_questions = failures.reasoning_items(150, start=2000)
@@ -458,12 +458,14 @@ print(f"\n{question.question} (right answer: {question.answer})\nllava-mini-answ
 # conclusion. Its listings named the asked object exactly when it was there 0.96 of the time, yet its conclusions
 # agreed with its own listing only 0.46 of the time ("... There is a yellow diamond, so the answer is yes." to "Is
 # there a blue diamond?"): the 2-block LLM's conclusion restates the nearest sentence, not the question.
-# `llava-mini-listing` puts the two together: its existence steps are the truest of the three (a false step in 0.26
-# of its replies, against 0.48 and 0.66), its conclusion right 0.96 of the time, and it repeats the opening in every
-# existence reply; relations, whose records did not change, stay near the twin's (0.53 against 0.49, inside both
-# intervals). It is the zoo's best model on LLaVA-Bench-mini (80.7 against 75.1, complex 69.3 against 49.3), and still
-# a model that copies its answer and then lists what it sees: the steps are mostly true, but the answer does not come
-# from them.
+# `llava-mini-listing` puts the two together: its existence steps are the truest of the three (a false step in 0.25
+# of its replies, against 0.48 and 0.66), its conclusion right 0.96 of the time, and it repeats the opening in 0.99
+# of the existence replies. Its relation replies list the scene too, and their conclusion repeats the opening more
+# often (0.90 against the twin's 0.75), rising to 0.57 (the twin 0.49, inside both intervals), below the direct
+# answer's 0.69; almost all of them still hold a false step, the comparison of rows or columns after the listing.
+# It is the zoo's best model on LLaVA-Bench-mini (84.6 against 75.1, complex 77.7 against 49.3), and still a model
+# that copies its answer and then lists what it sees: the steps are mostly true, but the answer does not come from
+# them.
 
 # %% [markdown]
 # ## 3. Several images and a short video
