@@ -127,9 +127,14 @@ def _stage2(name: str, init: str, types: tuple[str, ...], epochs: int, root: Pat
     return metrics
 
 
-# The mix phase from llava-mini-conv-only, shared by llava-mini and its two twins (they differ in the teacher).
-_MIX_RECIPE = {"train": stage2_train(FULL_MIX, MIX_EPOCHS), "stage": 2, "init": "llava-mini-conv-only",
-               "types": ",".join(FULL_MIX), "scenes": stage2_scenes(FULL_MIX)}
+def _mix_job(name: str, teacher: Teacher) -> tuple:
+    """(job, recipe) of the mix phase from llava-mini-conv-only: llava-mini and its two twins differ only in the
+    teacher."""
+    recipe = {"train": stage2_train(FULL_MIX, MIX_EPOCHS), "stage": 2, "init": "llava-mini-conv-only",
+              "types": ",".join(FULL_MIX), "scenes": stage2_scenes(FULL_MIX), "teacher": teacher}
+    return (lambda root, log: _stage2(name, "llava-mini-conv-only", FULL_MIX, MIX_EPOCHS, root, log, teacher)), recipe
+
+
 # name -> (job, recipe recorded in the manifest), in dependency order.
 JOBS = {
     "clip-mini": (_clip_mini, {"train": CLIP_TRAIN, "vision": VISION, "pool_scenes": CLIP_POOL}),
@@ -151,14 +156,9 @@ JOBS = {
                              {"train": stage2_train(("conversation",)), "stage": 2, "init": "llava-mini-stage1",
                               "types": "conversation", "scenes": stage2_scenes(("conversation",)),
                               "teacher": TEACHER}),
-    "llava-mini": (lambda root, log: _stage2("llava-mini", "llava-mini-conv-only", FULL_MIX, MIX_EPOCHS, root, log),
-                   {**_MIX_RECIPE, "teacher": TEACHER}),
-    "llava-mini-answer-first": (lambda root, log: _stage2("llava-mini-answer-first", "llava-mini-conv-only", FULL_MIX,
-                                                          MIX_EPOCHS, root, log, ANSWER_FIRST),
-                                {**_MIX_RECIPE, "teacher": ANSWER_FIRST}),
-    "llava-mini-listing": (lambda root, log: _stage2("llava-mini-listing", "llava-mini-conv-only", FULL_MIX, MIX_EPOCHS,
-                                                     root, log, LISTING),
-                           {**_MIX_RECIPE, "teacher": LISTING}),
+    "llava-mini": _mix_job("llava-mini", TEACHER),
+    "llava-mini-answer-first": _mix_job("llava-mini-answer-first", ANSWER_FIRST),
+    "llava-mini-listing": _mix_job("llava-mini-listing", LISTING),
 }
 NAMES = tuple(JOBS)
 
