@@ -43,8 +43,8 @@
 # (strict `pytest --nbval`) took 140 s on 2 CPU cores with nothing else running (2026-12-06, section 2's reasoning
 # cells included: about 3 s of it); four earlier runs on cores shared with another engineer's notebook runs took
 # 130 to 149 s. On a slower machine kind (the same AMD EPYC model with AVX2 kernels instead of AVX-512; 2026-12-07,
-# nothing else running, section 2 with its third model) two runs took 162 and 183 s,
-# the second 3 s over the 3-minute budget.
+# nothing else running, section 2 with its third model) two runs took 162 and 183 s, the second 3 s over the
+# 3-minute budget.
 # Seven short training runs (100 to 200 steps of 32 questions each, from the zoo's `llava-mini`, on one thread) take
 # most of it; each prints its loss every 40 steps while it trains (a log, not compared when the notebook is graded).
 #
@@ -57,8 +57,8 @@
 # existence 0.98). Reasoning first, `llava-mini` concludes 0.58 of 99 existence questions right against 0.95 answered
 # directly; its answer-first twin 0.94, `llava-mini-listing` 0.96. With two images or three frames the zoo's model is
 # at chance; 200 steps of interleaved data lift the easy which-image task to 1.00 and the motion task to 0.57, but not
-# the foil version of which-image (0.51, a gain within noise). A fact fine-tuned in is right 56% of the time (chance 20%) and stale after
-# a change (4%); retrieved, it is right 50% before the change and 49% after it.
+# the foil version of which-image (0.51, a gain within noise). A fact fine-tuned in is right 56% of the time (chance
+# 20%) and stale after a change (4%); retrieved, it is right 50% before the change and 49% after it.
 
 # %% [markdown]
 # ## 0. Set-up
