@@ -1,5 +1,5 @@
 """tools/perfect_eye.py: the eye gives exactly the scene's cell tokens, refuses images it never saw, and a tiny
-run of both stage-2 phases prints its two records."""
+run of both stage-2 phases prints its two records without ever looking through the model's own g and W."""
 
 import importlib.util
 from pathlib import Path
@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from llava_mini import cells, evaluate, world, zoo
+from llava_mini.llava import LlavaMini
 from llava_mini.tokenizer import load_tokenizer
 
 TOOL = Path(__file__).parents[1] / "tools" / "perfect_eye.py"
@@ -33,13 +34,19 @@ def test_the_eye_sees_the_cell_tokens_of_each_rendered_scene(model):
     assert "encode_images" not in vars(model) and world.render_batch is renderer  # closed: both are back
 
 
-def test_an_image_the_eye_never_saw_is_refused(model):
+def test_an_image_the_eye_never_saw_is_refused_and_the_eye_closes_on_the_error(model):
     unseen = world.pixel_values(world.render_batch([world.sample_scene(world.split_seeds("test", 1)[0])]))
-    with perfect_eye.PerfectEye(model, load_tokenizer()), pytest.raises(ValueError, match="never drawn"):
-        model.encode_images(unseen + 0.5)
+    renderer = world.render_batch
+    with pytest.raises(ValueError, match="never drawn"), perfect_eye.PerfectEye(model, load_tokenizer()):
+        model.encode_images(unseen)
+    assert "encode_images" not in vars(model) and world.render_batch is renderer
 
 
-def test_a_tiny_run_prints_one_record_per_phase(capsys):
+def test_a_tiny_run_prints_one_record_per_phase_and_never_uses_the_models_own_eye(monkeypatch, capsys):
+    def own_eye(self, pixel_values):
+        raise AssertionError("the run looked through g and W instead of the perfect eye")
+
+    monkeypatch.setattr(LlavaMini, "encode_images", own_eye)
     args = perfect_eye.parse(["--steps", "2", "--scenes", "64", "--n", "3", "--threads", "1", "--bench-limit", "3"])
     records = perfect_eye.run(args)
     assert [r["phase"] for r in records] == ["conversations", "full mix"]
@@ -55,3 +62,5 @@ def test_bad_arguments_are_refused():
         perfect_eye.parse(["--teacher", "verbose"])
     with pytest.raises(SystemExit):
         perfect_eye.parse(["--n", "0"])
+    with pytest.raises(SystemExit):
+        perfect_eye.parse(["--bench-limit", "0"])

@@ -11,10 +11,10 @@ conversations for `recipe.STAGE2_EPOCHS`, then the full mix for `recipe.MIX_EPOC
 each phase it prints one JSON line: the phase, its loss and seconds, the accuracy on `--n` test questions per
 category, and LLaVA-Bench-mini's relative scores with their intervals (rules judge).
 
-    python tools/perfect_eye.py --teacher listing    # 1176 s + 760 s of training on 2 cores (docs/recipe_log.md)
+    python tools/perfect_eye.py --teacher listing    # 1198 s + 776 s of training on 2 cores (docs/recipe_log.md)
 
-Measured (session 16): with the listing teacher, 89.8 [85.8, 93.6] in distribution against `llava-mini-listing`'s
-84.6 through its eye.
+Measured (session 16, one run): with the listing teacher, 89.8 [85.8, 93.6] in distribution against
+`llava-mini-listing`'s 84.6 through its eye.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ TEACHERS = {"llava-mini": recipe.TEACHER, "answer-first": recipe.ANSWER_FIRST, "
 
 
 def _key(pixels: torch.Tensor) -> str:
-    return hashlib.sha1(pixels.contiguous().numpy().tobytes()).hexdigest()
+    return hashlib.sha1(pixels.detach().cpu().contiguous().numpy().tobytes()).hexdigest()
 
 
 class PerfectEye:
@@ -56,13 +56,15 @@ class PerfectEye:
         return images
 
     def tokens(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        """(n_img, 3, H, W) -> (n_img, 9, D): H_v as the cell tokens vicuna-mini was pre-trained on."""
+        """(n_img, 3, H, W) -> (n_img, 9, D): H_v as the sums of the LLM's word embeddings that vicuna-mini was
+        pre-trained on (its embedding table trains on in stage 2, and these sums with it)."""
         keys = [_key(p) for p in pixel_values]
         if unknown := sum(k not in self.scenes for k in keys):
             raise ValueError(f"{unknown} of {len(keys)} images were never drawn by world.render_batch nor given to "
                              "remember() while the eye was open: it knows no scene for them")
         words = torch.tensor([cells.cell_words(self.scenes[k], self.tokenizer) for k in keys])  # (n_img, 9, 5)
-        return cells.embed_cells(self.model.lm.embed_tokens, words)
+        embed = self.model.lm.embed_tokens
+        return cells.embed_cells(embed, words.to(embed.weight.device))
 
     def __enter__(self):
         self._render, world.render_batch = world.render_batch, self._render_batch
@@ -86,22 +88,21 @@ def bench_scores(model, tokenizer, eye: PerfectEye, name: str, limit: int | None
 
 def run(args) -> list[dict]:
     torch.set_num_threads(args.threads)
-    tokenizer, teacher = load_tokenizer(), TEACHERS[args.teacher]
+    tokenizer = load_tokenizer()
     model = zoo.load("llava-mini-stage1")  # vicuna-mini's LLM; W and g go unused behind the eye
-    phases = [("conversations", ("conversation",), recipe.STAGE2_EPOCHS, recipe.TEACHER),
-              ("full mix", recipe.FULL_MIX, recipe.MIX_EPOCHS, teacher)]
+    phases = [("conversations", ("conversation",), recipe.STAGE2_EPOCHS, "llava-mini"),  # llava-mini-conv-only's
+              ("full mix", recipe.FULL_MIX, recipe.MIX_EPOCHS, args.teacher)]
     records = []
     with PerfectEye(model, tokenizer) as eye:
-        for phase, types, epochs, phase_teacher in phases:
+        for phase, types, epochs, teacher_name in phases:
             cfg, scenes = recipe.stage2_train(types, epochs), recipe.stage2_scenes(types)
             if args.steps:
                 cfg = dataclasses.replace(cfg, steps=args.steps)
             if args.scenes:
                 scenes = dict.fromkeys(scenes, args.scenes)
-            metrics = stages.train(model, 2, cfg, scenes, types, teacher=phase_teacher, log=None)
+            metrics = stages.train(model, 2, cfg, scenes, types, teacher=TEACHERS[teacher_name], log=None)
             model.eval()
-            record = {"phase": phase, "teacher": args.teacher if phase_teacher is teacher else "llava-mini",
-                      "loss": metrics["loss"], "seconds": metrics["seconds"]}
+            record = {"phase": phase, "teacher": teacher_name, "loss": metrics["loss"], "seconds": metrics["seconds"]}
             accuracy = evaluate.accuracy(model, tokenizer, split="test", n=args.n, seed=0, answers="sentence")
             record["accuracy"] = {k: round(accuracy[k], 3) for k in evaluate.SHORT_KEYS}
             record["bench"] = {name: bench_scores(model, tokenizer, eye, name, args.bench_limit)
@@ -121,8 +122,9 @@ def parse(argv=None):
     p.add_argument("--scenes", type=int, default=0, help="train scenes per type instead of the recipe's")
     p.add_argument("--bench-limit", type=int, default=None, help="score only the first items of each bench")
     args = p.parse_args(argv)
-    if args.n < 1 or args.threads < 1 or args.steps < 0 or args.scenes < 0:
-        p.error("--n and --threads must be at least 1, --steps and --scenes at least 0")
+    too_small = args.n < 1 or args.threads < 1 or (args.bench_limit is not None and args.bench_limit < 1)
+    if too_small or args.steps < 0 or args.scenes < 0:
+        p.error("--n, --threads and --bench-limit must be at least 1, --steps and --scenes at least 0")
     return args
 
 
