@@ -76,13 +76,11 @@ class PerfectEye:
         del self.model.encode_images
 
 
-def bench_scores(model, tokenizer, eye: PerfectEye, name: str, limit: int | None = None) -> dict:
+def bench_scores(model, eye: PerfectEye, name: str, limit: int | None = None) -> dict:
     """LLaVA-Bench-mini's relative scores and intervals for `model` behind `eye` (the first `limit` items)."""
     items = bench.load(name)[:limit]
     eye.remember([it.scene for it in items], np.stack([it.image for it in items]))
-    replies = bench.answer(model, tokenizer, items)
-    pairs, failures = scores.judge_all(items, replies, RuleJudge())
-    summary = scores.summarise(items, pairs, failures, replies)
+    summary = scores.score(model, items, RuleJudge())
     return {k: summary[k] for k in ("relative_score", "ci95", "exact_match")}
 
 
@@ -105,7 +103,7 @@ def run(args) -> list[dict]:
             record = {"phase": phase, "teacher": teacher_name, "loss": metrics["loss"], "seconds": metrics["seconds"]}
             accuracy = evaluate.accuracy(model, tokenizer, split="test", n=args.n, seed=0, answers="sentence")
             record["accuracy"] = {k: round(accuracy[k], 3) for k in evaluate.SHORT_KEYS}
-            record["bench"] = {name: bench_scores(model, tokenizer, eye, name, args.bench_limit)
+            record["bench"] = {name: bench_scores(model, eye, name, args.bench_limit)
                                for name in ("in", "ood")}
             print(json.dumps(record), flush=True)
             records.append(record)

@@ -125,7 +125,6 @@ class _Bar:
 def run(model_name: str, bench_name: str = "in", judge: str = "rules", n_boot: int = 2000, seed: int = 0) -> dict:
     """Answer a bench with a zoo model, judge every answer against the teacher's, summarise."""
     from llava_mini import zoo
-    from llava_mini.tokenizer import load_tokenizer
 
     items = bench.load(bench_name)
     if judge == "rules":
@@ -136,7 +135,13 @@ def run(model_name: str, bench_name: str = "in", judge: str = "rules", n_boot: i
         reviewer = OpenAIJudge()  # reads LLAVA_MINI_JUDGE_URL / _MODEL / _KEY
     else:
         raise KeyError(f"unknown judge {judge!r}; expected rules or openai")
-    model = zoo.load(model_name, kind="llava")
+    return score(zoo.load(model_name, kind="llava"), items, reviewer, n_boot, seed)
+
+
+def score(model, items, reviewer, n_boot: int = 2000, seed: int = 0) -> dict:
+    """`summarise` of `model`'s greedy answers to `items`, each reviewed by `reviewer` against the teacher's."""
+    from llava_mini.tokenizer import load_tokenizer
+
     replies = bench.answer(model, load_tokenizer(), items, progress=_Bar(len(items), "answering"))
     pairs, failures = judge_all(items, replies, reviewer, progress=_Bar(len(items), "judging"))
     return summarise(items, pairs, failures, replies, n_boot, seed)
